@@ -1,0 +1,13 @@
+"""Blender-side scene generation.
+
+The package is split in two halves:
+
+* *what to build*, as plain data with no Blender import: `spec` (scene description), `camera_math`,
+  `seeding`, `settings` (gin-configurable settings) and `generators/` (functions that draw a `SceneSpec`
+  from a seeded generator). These import anywhere and are tested without Blender.
+* *how Blender builds it*: `bpy_import` (the one place that imports bpy), `compat` (every Blender version
+  difference), `blender_scene` (SceneSpec -> bpy objects), `view_output` (Blender EXR -> canonical EXR) and
+  `dataset` (renders samples into a dataset folder, atomically).
+
+Importing `render` itself imports no Blender module.
+"""

@@ -1,0 +1,173 @@
+"""Renders samples of a dataset into `DATA_DIR/NAME/samples/`, each published atomically.
+
+A sample is rendered into `samples/.tmp-<index>-<host>-<pid>/` and renamed to `samples/<index>/` once its
+views and sidecar are written, so a sample folder is either complete or absent, whatever kills the process.
+Rendering a sample that is already complete is a no-op; two processes rendering the same sample publish it
+once (the second rename fails and its copy is dropped), so re-runs and retries never duplicate anything.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import gin
+
+from render import compat, seeding
+from render.blender_scene import BlenderScene
+from render.settings import BatchSettings, DatasetSettings, RenderingSettings
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+class DatasetMismatchError(RuntimeError):
+    """The output folder holds a dataset made with another configuration."""
+
+
+def sample_dir_name(index: int) -> str:
+    return f"{index:06d}"
+
+
+def config_hash(config_str: str) -> str:
+    """Hash of the gin bindings that decide what the samples look like (the `batch.*` range bindings excluded)."""
+    lines = [line for line in config_str.splitlines() if line.strip() and not line.startswith("batch.")]
+    return hashlib.sha256("\n".join(sorted(lines)).encode("utf-8")).hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MiB (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class DatasetRenderer:
+    """Renders samples of the dataset configured in gin into `dataset_dir`.
+
+    Args:
+        dataset_dir: `DATA_DIR/NAME`.
+        threads: Cycles threads (recorded in every sidecar).
+        log_path: file receiving Blender's console output (None drops it).
+    """
+
+    def __init__(self, dataset_dir: Path, threads: int = 1, log_path: Path | None = None) -> None:
+        self.dataset_dir = Path(dataset_dir)
+        self.samples_dir = self.dataset_dir / "samples"
+        self.threads = threads
+        self.settings = DatasetSettings()
+        if self.settings.generator is None:
+            raise ValueError("dataset.generator is not bound; a dataset gin file must set it, "
+                             "e.g. `dataset.generator = @selfstudy_scene` (see config/render_single.gin)")
+        self.rendering = RenderingSettings()
+        batch = BatchSettings()
+        self.config_hash = config_hash(gin.config_str())
+        self._tag = f"{socket.gethostname()}-{os.getpid()}"
+        self._work = Path(tempfile.mkdtemp(prefix="nsd-render-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+        self.scene = BlenderScene(self.rendering, threads, self._work, cache_meshes=batch.cache_obj_frames,
+                                  log_path=log_path)
+        self.rendered = 0
+
+    def close(self) -> None:
+        shutil.rmtree(self._work, ignore_errors=True)
+
+    def prepare(self) -> None:
+        """Creates the folder, checks or writes dataset.json, and removes debris of dead processes on this host."""
+        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        info = {
+            "format_version": FORMAT_VERSION,
+            "generator": self.settings.name,
+            "seed": self.settings.seed,
+            "config_hash": self.config_hash,
+            "blender_version": compat.VERSION_STRING,
+            "threads": self.threads,
+        }
+        path = self.dataset_dir / "dataset.json"
+        if path.exists():
+            existing = json.loads(path.read_text())
+            if existing.get("config_hash") != self.config_hash:
+                raise DatasetMismatchError(
+                    f"{self.dataset_dir} holds a dataset made with another configuration "
+                    f"(config hash {existing.get('config_hash', '?')[:12]} != {self.config_hash[:12]}); "
+                    "render into another -d NAME or delete that folder"
+                )
+        else:
+            atomic_write_text(path, json.dumps(info, indent=1, sort_keys=True) + "\n")
+        host = socket.gethostname()
+        for debris in sorted(self.samples_dir.glob(".tmp-*")):
+            parts = debris.name.split("-")
+            if len(parts) >= 4 and "-".join(parts[2:-1]) == host and parts[-1].isdigit() and not _pid_alive(int(parts[-1])):
+                shutil.rmtree(debris, ignore_errors=True)
+
+    def is_complete(self, index: int) -> bool:
+        return (self.samples_dir / sample_dir_name(index) / "sample.json").is_file()
+
+    def render_sample(self, index: int) -> bool:
+        """Renders and publishes sample `index`; returns False when it was already complete."""
+        if self.is_complete(index):
+            return False
+        seed = seeding.sample_seed(self.settings.seed, index)
+        spec = self.settings.generator(seeding.sample_rng(self.settings.seed, index), index)
+        tmp = self.samples_dir / f".tmp-{index:06d}-{self._tag}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            scene_info = self.scene.build(spec)
+            suffix = ".exr" if self.rendering.render_exr else ".png"
+            views = [
+                self.scene.render_view(view, (seed + v) & 0x7FFFFFFF, tmp / f"view_{v:02d}{suffix}")
+                for v, view in enumerate(spec.views)
+            ]
+            sidecar = {
+                "format_version": FORMAT_VERSION,
+                "dataset": self.dataset_dir.name,
+                "index": index,
+                "dataset_seed": self.settings.seed,
+                "seed": seed,
+                "generator": self.settings.name,
+                "blender_version": compat.VERSION_STRING,
+                "threads": self.threads,
+                "engine": "CYCLES",
+                "render_samples": self.rendering.render_samples,
+                "resolution": [self.rendering.resolution, self.rendering.resolution],
+                "classes": list(spec.classes),
+                **scene_info,
+                "views": views,
+            }
+            (tmp / "sample.json").write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
+            try:
+                os.rename(tmp, self.samples_dir / sample_dir_name(index))
+            except OSError:  # published meanwhile by another process: keep theirs (same bytes)
+                shutil.rmtree(tmp, ignore_errors=True)
+                return False
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            self.scene.clear()
+        self.rendered += 1
+        operative = self.dataset_dir / "operative_config.gin"
+        if not operative.exists():
+            atomic_write_text(operative, gin.operative_config_str())
+        return True

@@ -1,0 +1,174 @@
+"""Gin-configurable settings of the render core and the selfstudy generator.
+
+The scope names (`rendering`, `material`, `lighting`, `object`, `sample`, `batch`, `dataset`) are those of
+the original selfstudy configs so their gin files and `-p` bindings keep working; the classes carry a
+`Settings` suffix because `object` would shadow a builtin. Each class is instantiated where it is used, so
+gin fills it from the active bindings; explicit fields (never **kwargs) let gin reject misspelt bindings.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gin
+
+
+@gin.configurable("rendering")
+@dataclass(frozen=True)
+class RenderingSettings:
+    """How every view is rendered.
+
+    Attributes:
+        resolution: image width and height in pixels.
+        renderer: render engine; only "cycles" (Cycles on the CPU or GPU) is supported, because EEVEE falls back
+            to software OpenGL on machines without a GPU (~30 s a frame).
+        render_samples: Cycles samples per pixel for the RGB.
+        use_gpu: render on a CUDA/OptiX GPU when Blender finds one (falls back to the CPU with a warning).
+        render_exr: write the canonical multilayer EXR (RGB, depth, instance, semantic, normals) per view;
+            False writes an 8-bit sRGB PNG of the RGB only.
+        adaptive_threshold: Cycles adaptive-sampling noise threshold (0 disables adaptive sampling).
+        denoise: "none" or "oidn" (Intel Open Image Denoise via the pyoidn package, fed colour, albedo and
+            normal passes, kept alive across frames; see docs/benchmarks.md for its cost).
+        filter_width: pixel filter width in pixels (Blackman-Harris); labels come from one sample so they stay hard.
+    """
+
+    resolution: int = 128
+    renderer: str = "cycles"
+    render_samples: int = 32
+    use_gpu: bool = False
+    render_exr: bool = False
+    adaptive_threshold: float = 0.0
+    denoise: str = "none"
+    filter_width: float = 1.5
+
+    def __post_init__(self) -> None:
+        if self.renderer != "cycles":
+            raise ValueError(f"rendering.renderer = {self.renderer!r} is not supported; use 'cycles'")
+        if self.resolution < 1 or self.render_samples < 1:
+            raise ValueError(
+                f"rendering.resolution ({self.resolution}) and rendering.render_samples ({self.render_samples}) must be >= 1"
+            )
+        if self.denoise not in ("none", "oidn"):
+            raise ValueError(f"rendering.denoise = {self.denoise!r}; use 'none' or 'oidn'")
+
+
+@gin.configurable("material")
+@dataclass(frozen=True)
+class MaterialSettings:
+    """Object surfaces (the Texture and Color bits of the 12 selfstudy variants).
+
+    Attributes:
+        use_texture: cover objects with a texture instead of a plain colour.
+        use_emission: add an emission equal to the base colour, so colour reads the same under any light.
+        use_color_ref: draw colours around per-class reference colours (class is visible in colour);
+            False draws hues uniformly.
+        color_variation: 0 keeps the reference colour, 1 lets the hue wander over the whole circle.
+        color_intensity: value (brightness) of the base colours, in [0, 1].
+        num_modes: reference colours per class when `use_color_ref` is on.
+        texture_source: "procedural" (Blender noise/checker/wave textures, no assets needed) or "assets"
+            (image textures from the fetched asset index: `python -m pipeline.assets fetch`).
+    """
+
+    use_texture: bool = False
+    use_emission: bool = False
+    use_color_ref: bool = True
+    color_variation: float = 0.0
+    color_intensity: float = 0.8
+    num_modes: int = 1
+    texture_source: str = "procedural"
+
+
+@gin.configurable("lighting")
+@dataclass(frozen=True)
+class LightingSettings:
+    """Lights (the Lighting bit of the selfstudy variants).
+
+    Attributes:
+        r: randomness of the key light's direction: 0 = fixed, above-front-left; 1 = anywhere on the upper
+            hemisphere. Its colour temperature and strength vary with it too.
+        energy: strength of the key (sun) light in W/m^2.
+        ambient: strength of the constant world light.
+    """
+
+    r: float = 0.0
+    energy: float = 3.0
+    ambient: float = 0.4
+
+
+@gin.configurable("object")
+@dataclass(frozen=True)
+class ObjectSettings:
+    """Which meshes appear and how they are posed (the Viewpoint bit of the selfstudy variants).
+
+    Attributes:
+        total_num_samples: size of the whole dataset; `render.py` refuses sample indices beyond it.
+        n_buckets: meshes of each class are dealt into this many disjoint pools and sample `i` draws from
+            pool `i % n_buckets`, so the val/test buckets (10, 11) show meshes never seen in training when a
+            class has at least `n_buckets` meshes.
+        random_scaling: anisotropic scale jitter: each axis is scaled by up to 1 +/- random_scaling / 2.
+        random_viewpoint: 0 shows objects in their canonical pose (a slight turn); 1 rotates them uniformly.
+        random_warp: amplitude of a smooth random deformation of the mesh, as a fraction of its size.
+        mesh_source: "primitives" (no assets), "sweethome3d", "cgal", "shapenet" or "folder:<name>"
+            (sources of the asset index, see docs/assets.md).
+    """
+
+    total_num_samples: int = 1000
+    n_buckets: int = 12
+    random_scaling: float = 0.0
+    random_viewpoint: float = 0.0
+    random_warp: float = 0.0
+    mesh_source: str = "primitives"
+
+
+@gin.configurable("sample")
+@dataclass(frozen=True)
+class SampleSettings:
+    """Scene layout of one selfstudy sample.
+
+    Attributes:
+        num_objs: objects per image (1 for the single-object sets).
+        class_idxs: indices into the sorted class list of the mesh source; None uses every class.
+        out_dir: kept so the original configs parse; the output folder is `render.py -d NAME`.
+        camera_distance: camera distance from the scene centre, metres (objects are about 1 m large).
+        fov_deg: horizontal field of view of the camera, degrees.
+        spread: half-width of the square in which multi-object scenes place objects, metres.
+    """
+
+    num_objs: int = 1
+    class_idxs: tuple[int, ...] | None = None
+    out_dir: str | None = None
+    camera_distance: float = 2.4
+    fov_deg: float = 40.0
+    spread: float = 0.9
+
+
+@gin.configurable("batch")
+@dataclass(frozen=True)
+class BatchSettings:
+    """Which samples one `render.py` call renders (its `--start/--count` flags override these).
+
+    Attributes:
+        num_samples: how many samples to render.
+        idx_offset: index of the first one.
+        cache_obj_frames: keep imported meshes in memory between samples of one process (bounded).
+    """
+
+    num_samples: int = 10
+    idx_offset: int = 0
+    cache_obj_frames: bool = True
+
+
+@gin.configurable("dataset")
+@dataclass(frozen=True)
+class DatasetSettings:
+    """What kind of scenes a dataset holds.
+
+    Attributes:
+        generator: function (rng, index) -> SceneSpec drawing one scene, e.g. @selfstudy_scene or
+            @gqn_rooms_scene.
+        name: short name of the generator recorded in every sidecar.
+        seed: dataset seed; sample i uses the seed derived from (seed, i).
+    """
+
+    generator: Callable | None = None
+    name: str = "selfstudy"
+    seed: int = 0

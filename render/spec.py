@@ -1,0 +1,136 @@
+"""Plain-data description of a scene to render: what to build, not how.
+
+Generators return a `SceneSpec`; `render.blender_scene` turns it into Blender objects. Keeping this
+Blender-free lets generators be tested (and reasoned about) without Blender.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Built-in meshes that need no assets; `MeshSpec.source` is "primitive:<name>".
+PRIMITIVES = ("cube", "sphere", "cylinder", "cone", "torus", "monkey")
+
+
+@dataclass(frozen=True)
+class MeshSpec:
+    """Where a mesh comes from.
+
+    Attributes:
+        source: "primitive:<name>" (see PRIMITIVES), "box:<sx>,<sy>,<sz>" for an axis-aligned box of those
+            sizes, or an absolute path to a mesh file (OBJ, PLY, STL, GLB/GLTF, OFF).
+        normalize: scale the mesh so its largest bounding-box side is 1 and centre it (imported assets come
+            in arbitrary units); primitives are already unit-sized.
+        warp: amplitude of a smooth random deformation, as a fraction of the mesh size (0 = none).
+        warp_seed: seed of that deformation.
+    """
+
+    source: str
+    normalize: bool = True
+    warp: float = 0.0
+    warp_seed: int = 0
+
+
+@dataclass(frozen=True)
+class MaterialSpec:
+    """A principled surface.
+
+    Attributes:
+        color: linear RGB base colour in [0, 1].
+        texture: path of an image texture (box-projected), or None for a plain colour.
+        texture_scale: texture repeats per metre.
+        roughness: 0 (mirror) .. 1 (matte).
+        emission: strength of an emission equal to the base colour (0 = none).
+        keep_original: keep the materials a mesh file came with (its own textures) and ignore the rest.
+    """
+
+    color: tuple[float, float, float]
+    texture: str | None = None
+    texture_scale: float = 1.0
+    roughness: float = 0.6
+    emission: float = 0.0
+    keep_original: bool = False
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One mesh instance.
+
+    Attributes:
+        name: unique within the scene.
+        mesh: where the geometry comes from.
+        material: its surface.
+        class_name: semantic class; its position in `SceneSpec.classes` + 1 is the semantic id.
+        location: (3,) world position of the object origin, metres.
+        quaternion: (4,) rotation (w, x, y, z).
+        scale: (3,) scale applied after normalisation.
+    """
+
+    name: str
+    mesh: MeshSpec
+    material: MaterialSpec
+    class_name: str
+    location: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    quaternion: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
+    scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class LightSpec:
+    """A light: "POINT", "SUN" or "AREA"; sun lights point from `location` towards the origin."""
+
+    kind: str
+    location: tuple[float, float, float]
+    energy: float
+    color: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    size: float = 0.5
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """One camera: where it stands, what it looks at, its horizontal field of view in degrees."""
+
+    location: tuple[float, float, float]
+    look_at: tuple[float, float, float]
+    fov_deg: float = 50.0
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """Background: a constant colour, or an equirectangular environment map when `environment` is set."""
+
+    color: tuple[float, float, float] = (0.05, 0.05, 0.05)
+    strength: float = 1.0
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """Everything needed to render one sample: content, cameras and the class vocabulary."""
+
+    objects: tuple[ObjectSpec, ...]
+    lights: tuple[LightSpec, ...]
+    views: tuple[ViewSpec, ...]
+    classes: tuple[str, ...]
+    world: WorldSpec = field(default_factory=WorldSpec)
+
+    def __post_init__(self) -> None:
+        names = [o.name for o in self.objects]
+        if len(set(names)) != len(names):
+            raise ValueError(f"object names must be unique within a scene, got {names}")
+        unknown = sorted({o.class_name for o in self.objects} - set(self.classes))
+        if unknown:
+            raise ValueError(f"objects use classes {unknown} missing from the scene's class list {list(self.classes)}")
+        if not self.views:
+            raise ValueError("a scene needs at least one view")
+
+    def semantic_id(self, class_name: str) -> int:
+        return self.classes.index(class_name) + 1
+
+
+def as_tuple(values: np.ndarray | list[float], n: int) -> tuple[float, ...]:
+    """Plain-float tuple of length `n` (specs hold no numpy scalars so they compare and serialise cleanly)."""
+    out = tuple(float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1))
+    if len(out) != n:
+        raise ValueError(f"expected {n} numbers, got {len(out)}")
+    return out

@@ -1,0 +1,84 @@
+"""Turns the multilayer EXR Blender writes into the project's canonical view EXR (docs/formats.md §1).
+
+Blender's own file carries render dates and timings in its header and names its passes differently in
+each version; the canonical file has fixed channel names and no timestamps, so the same render gives the
+same bytes on every run.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import OpenEXR
+
+#: Cycles writes this depth (and larger) where a ray hit nothing.
+NO_HIT_DEPTH = 1e9
+_COMPONENTS = "RGBAXYZ"
+
+
+def read_blender_exr(path: Path, pass_names: dict[str, tuple[str, ...]]) -> dict[str, np.ndarray]:
+    """Reads every part of a Blender multilayer EXR into canonical passes.
+
+    Args:
+        path: the EXR Blender wrote.
+        pass_names: canonical pass -> Blender pass names (render.compat.PASS_NAMES).
+    Returns:
+        Canonical pass name -> float32 array, (H, W) or (H, W, C): "combined" (4), "depth", "instance",
+        "semantic", "normal" (3) and "albedo" (3) where present.
+    """
+    channels: dict[str, np.ndarray] = {}
+    with OpenEXR.File(str(path), separate_channels=True) as exr:
+        for part in exr.parts:
+            for name, channel in part.channels.items():
+                channels[name] = np.asarray(channel.pixels)
+    wanted = {alias: canonical for canonical, aliases in pass_names.items() for alias in aliases}
+    grouped: dict[str, dict[str, np.ndarray]] = {}
+    for name, pixels in channels.items():
+        # "<view layer>.<pass>.<component>"; view layer and pass names may contain spaces but not dots
+        parts = name.split(".")
+        if len(parts) < 3:
+            continue
+        canonical = wanted.get(parts[-2])
+        if canonical is not None:
+            grouped.setdefault(canonical, {})[parts[-1]] = pixels
+    out: dict[str, np.ndarray] = {}
+    for canonical, comps in grouped.items():
+        if len(comps) == 1:
+            out[canonical] = next(iter(comps.values())).astype(np.float32)
+        else:
+            order = sorted(comps, key=_COMPONENTS.find)
+            out[canonical] = np.stack([comps[c] for c in order], axis=-1).astype(np.float32)
+    return out
+
+
+def canonical_channels(passes: dict[str, np.ndarray], rgb: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Canonical channel dict from Blender's passes.
+
+    Args:
+        passes: output of `read_blender_exr`.
+        rgb: (H, W, 3) colour to store instead of the Combined pass (a denoised one), or None.
+    """
+    missing = {"combined", "depth", "instance", "semantic", "normal"} - set(passes)
+    if missing:
+        raise RuntimeError(f"Blender's EXR lacks the passes {sorted(missing)}; were they enabled on the view layer?")
+    combined = passes["combined"]
+    color = combined[..., :3] if rgb is None else rgb
+    depth = passes["depth"].copy()
+    hit = depth < NO_HIT_DEPTH
+    depth[~hit] = np.inf
+    normal = np.where(hit[..., None], passes["normal"], 0.0)
+    return {
+        "R": color[..., 0], "G": color[..., 1], "B": color[..., 2], "A": combined[..., 3],
+        "depth": depth,
+        "instance": np.where(hit, np.rint(passes["instance"]), 0).astype(np.uint32),
+        "semantic": np.where(hit, np.rint(passes["semantic"]), 0).astype(np.uint32),
+        "normal.X": normal[..., 0], "normal.Y": normal[..., 1], "normal.Z": normal[..., 2],
+    }
+
+
+def write_canonical_exr(path: Path, channels: dict[str, np.ndarray]) -> None:
+    """Writes one-part, ZIP-compressed EXR with exactly `channels` and no other metadata."""
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    data = {name: np.ascontiguousarray(a, dtype=np.uint32 if a.dtype == np.uint32 else np.float32)
+            for name, a in sorted(channels.items())}
+    with OpenEXR.File(header, data) as exr:
+        exr.write(str(path))
