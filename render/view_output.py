@@ -8,7 +8,8 @@ same bytes on every run.
 from pathlib import Path
 
 import numpy as np
-import OpenEXR
+
+from render import exr
 
 #: Cycles writes this depth (and larger) where a ray hit nothing.
 NO_HIT_DEPTH = 1e9
@@ -25,11 +26,7 @@ def read_blender_exr(path: Path, pass_names: dict[str, tuple[str, ...]]) -> dict
         Canonical pass name -> float32 array, (H, W) or (H, W, C): "combined" (4), "depth", "instance",
         "semantic", "normal" (3) and "albedo" (3) where present.
     """
-    channels: dict[str, np.ndarray] = {}
-    with OpenEXR.File(str(path), separate_channels=True) as exr:
-        for part in exr.parts:
-            for name, channel in part.channels.items():
-                channels[name] = np.asarray(channel.pixels)
+    channels = exr.read_exr(path)
     wanted = {alias: canonical for canonical, aliases in pass_names.items() for alias in aliases}
     grouped: dict[str, dict[str, np.ndarray]] = {}
     for name, pixels in channels.items():
@@ -77,8 +74,5 @@ def canonical_channels(passes: dict[str, np.ndarray], rgb: np.ndarray | None = N
 
 def write_canonical_exr(path: Path, channels: dict[str, np.ndarray]) -> None:
     """Writes one-part, ZIP-compressed EXR with exactly `channels` and no other metadata."""
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    data = {name: np.ascontiguousarray(a, dtype=np.uint32 if a.dtype == np.uint32 else np.float32)
-            for name, a in sorted(channels.items())}
-    with OpenEXR.File(header, data) as exr:
-        exr.write(str(path))
+    exr.write_exr(path, {name: a.astype(np.uint32 if a.dtype == np.uint32 else np.float32, copy=False)
+                         for name, a in channels.items()}, compression="zip")
