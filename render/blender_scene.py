@@ -9,6 +9,7 @@ import contextlib
 import logging
 import math
 import os
+import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -213,7 +214,7 @@ class BlenderScene:
         layer = scene.view_layers[0]
         layer.use_pass_z = layer.use_pass_object_index = layer.use_pass_material_index = layer.use_pass_normal = True
         if r.denoise == "oidn":
-            layer.use_pass_diffuse_color = True
+            layer.cycles.denoising_store_passes = True  # "Denoising Albedo" (+ normal, depth) for our denoiser
         if r.render_exr:
             compat.configure_multilayer_exr(scene.render.image_settings)
         else:
@@ -459,7 +460,7 @@ class BlenderScene:
             view_output.write_canonical_exr(out_path, view_output.canonical_channels(passes, self._denoised(passes)))
             blender_out.unlink()
         else:
-            os.replace(blender_out, out_path)
+            shutil.move(blender_out, out_path)  # the work folder may sit on another file system
         done = time.perf_counter()
         self.timings["build"] += build_done - start
         self.timings["render_call"] += rendered - build_done
@@ -481,7 +482,7 @@ class BlenderScene:
             return None
         from render import denoise
 
-        return denoise.denoise(passes["combined"][..., :3], passes.get("albedo"), passes["normal"])
+        return denoise.denoise(passes["combined"][..., :3], passes.get("albedo"), passes["normal"], threads=self.threads)
 
     def clear(self) -> None:
         """Removes everything the last sample added, then purges orphan data blocks."""

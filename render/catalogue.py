@@ -45,18 +45,12 @@ def load_catalogue(source: str) -> Catalogue:
     except ImportError as err:  # a stock Blender without the project's environment on its path
         raise AssetError(f"mesh source {source!r} needs the asset index module pipeline.assets: {err}") from err
     try:
-        index = assets.load_index()
-    except (FileNotFoundError, assets.AssetIndexError) as err:
+        meshes = assets.load_index().meshes(source=source)
+    except assets.AssetError as err:  # its messages name the index and the command that fixes it
         raise AssetError(str(err)) from err
     by_class: dict[str, list[str]] = {}
-    for mesh in index.meshes(source=source):
+    for mesh in meshes:
         by_class.setdefault(mesh.class_name, []).append(str(mesh.path))
-    if not by_class:
-        known = sorted({m.source for m in index.meshes()})
-        raise AssetError(
-            f"mesh source {source!r} has no meshes in the asset index; known sources: {known}. "
-            "Fetch them with `python -m pipeline.assets fetch` or index a folder with `python -m pipeline.assets index --folder DIR`."
-        )
     return Catalogue(source, {c: tuple(sorted(paths)) for c, paths in sorted(by_class.items())})
 
 
@@ -77,6 +71,6 @@ def load_textures() -> tuple[str, ...]:
 
     try:
         index = assets.load_index()
-    except (FileNotFoundError, assets.AssetIndexError) as err:
+    except assets.AssetError as err:
         raise AssetError(str(err)) from err
     return tuple(sorted(str(t.path) for t in index.textures()))

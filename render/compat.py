@@ -20,7 +20,7 @@ PASS_NAMES: dict[str, tuple[str, ...]] = {
     "instance": ("Object Index", "IndexOB"),
     "semantic": ("Material Index", "IndexMA"),
     "normal": ("Normal",),
-    "albedo": ("Denoising Albedo", "DiffCol"),
+    "albedo": ("Denoising Albedo", "Diffuse Color", "DiffCol"),
 }
 
 

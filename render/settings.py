@@ -107,7 +107,7 @@ class ObjectSettings:
         random_scaling: anisotropic scale jitter: each axis is scaled by up to 1 +/- random_scaling / 2.
         random_viewpoint: 0 shows objects in their canonical pose (a slight turn); 1 rotates them uniformly.
         random_warp: amplitude of a smooth random deformation of the mesh, as a fraction of its size.
-        mesh_source: "primitives" (no assets), "sweethome3d", "cgal", "shapenet" or "folder:<name>"
+        mesh_source: "primitives" (no assets), "sweethome3d", "cgal", "shapenet" or "folder-<name>"
             (sources of the asset index, see docs/assets.md).
     """
 

@@ -62,7 +62,10 @@ def canonical_channels(passes: dict[str, np.ndarray], rgb: np.ndarray | None = N
     depth = passes["depth"].copy()
     hit = depth < NO_HIT_DEPTH
     depth[~hit] = np.inf
-    normal = np.where(hit[..., None], passes["normal"], 0.0)
+    # the normal pass is filtered like colour: edge pixels average in the background's zero, so renormalise
+    normal = passes["normal"]
+    length = np.linalg.norm(normal, axis=-1, keepdims=True)
+    normal = np.where(hit[..., None] & (length > 1e-6), normal / np.maximum(length, 1e-6), 0.0).astype(np.float32)
     return {
         "R": color[..., 0], "G": color[..., 1], "B": color[..., 2], "A": combined[..., 3],
         "depth": depth,

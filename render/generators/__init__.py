@@ -3,4 +3,7 @@
 Importing this package registers every generator with gin.
 """
 
-from render.generators import selfstudy  # noqa: F401  (registers @selfstudy_scene)
+from render.generators import (
+    gqn,  # noqa: F401,E402  (registers the GQN rooms and Shepard-Metzler generators)
+    selfstudy,  # noqa: F401  (registers @selfstudy_scene)
+)

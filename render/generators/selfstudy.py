@@ -100,12 +100,14 @@ def place_objects(rng: np.random.Generator, count: int, spread: float, min_gap: 
 
 
 @gin.configurable(denylist=["rng", "index"])
-def selfstudy_scene(rng: np.random.Generator, index: int) -> SceneSpec:
+def selfstudy_scene(rng: np.random.Generator, index: int, mesh_override: str | None = None) -> SceneSpec:
     """One selfstudy sample: `sample.num_objs` objects in front of a plain background, one view.
 
     Args:
         rng: the sample's generator (seeded from the dataset seed and `index`).
         index: sample index; selects the mesh pool (`index % object.n_buckets`).
+        mesh_override: path of a mesh file shown in place of every catalogue mesh (to check how one mesh
+            renders); None draws from the catalogue.
     """
     obj_cfg, mat_cfg, light_cfg, sample_cfg = ObjectSettings(), MaterialSettings(), LightingSettings(), SampleSettings()
     catalogue = load_catalogue(obj_cfg.mesh_source)
@@ -120,13 +122,15 @@ def selfstudy_scene(rng: np.random.Generator, index: int) -> SceneSpec:
     if mat_cfg.use_texture and mat_cfg.texture_source == "assets":
         from render.catalogue import load_textures
         textures = load_textures()
+    if index >= obj_cfg.total_num_samples:
+        raise ValueError(f"sample index {index} is beyond object.total_num_samples = {obj_cfg.total_num_samples}")
     bucket = index % obj_cfg.n_buckets
     size = 1.0 if sample_cfg.num_objs == 1 else 0.6
     objects = []
     for k, centre in enumerate(place_objects(rng, sample_cfg.num_objs, sample_cfg.spread, 1.1 * size)):
         class_name = classes[int(rng.integers(len(classes)))]
         pool = catalogue.pool(class_name, bucket, obj_cfg.n_buckets)
-        source = pool[int(rng.integers(len(pool)))]
+        source = pool[int(rng.integers(len(pool)))] if mesh_override is None else mesh_override
         scale = size * (1.0 + obj_cfg.random_scaling * rng.uniform(-0.5, 0.5, size=3))
         objects.append(ObjectSpec(
             name=f"object_{k:02d}",

@@ -1,0 +1,48 @@
+"""Bad input: one clear message naming the problem, a non-zero exit, and nothing half-written."""
+
+import pytest
+
+from tests.render.helpers import TINY, run_render
+
+pytest.importorskip("bpy")
+pytestmark = pytest.mark.blender
+
+
+def test_unknown_gin_binding_names_the_binding(tmp_path):
+    proc = run_render(tmp_path, "typo", *TINY, "-p", "rendering.resolutoin = 32", check=False)
+    assert proc.returncode == 2
+    assert "rendering.resolutoin" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "typo").exists()
+
+
+def test_unknown_gin_file_lists_the_available_ones(tmp_path):
+    proc = run_render(tmp_path, "nofile", "-g", "render_singel", check=False)
+    assert proc.returncode == 2 and "render_singel" in proc.stderr and "render_single" in proc.stderr
+
+
+def test_missing_asset_folder_says_how_to_fetch(tmp_path):
+    proc = run_render(tmp_path, "noassets", *TINY, "-p", "object.mesh_source = 'sweethome3d'", check=False,
+                      env={"CACHE_DIR": str(tmp_path / "empty_cache")})
+    assert proc.returncode == 2
+    assert "pipeline.assets fetch" in proc.stderr
+    assert not (tmp_path / "noassets").exists()
+
+
+def test_mesh_that_fails_to_import_is_named_and_leaves_no_sample(tmp_path):
+    broken = tmp_path / "meshes" / "junk" / "broken.off"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("OFF\n8 12 0\n0 0 0\n1 0 0\n")  # promises 8 vertices, holds 2
+    gin = tmp_path / "broken.gin"
+    gin.write_text("include 'render_single.gin'\nobject.mesh_source = 'primitives'\n")
+    proc = run_render(tmp_path, "broken", *TINY, "-g", str(gin), "-p",
+                      f"selfstudy_scene.mesh_override = '{broken}'", check=False)
+    assert proc.returncode != 0
+    assert "broken.off" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "broken").exists()
+
+
+def test_a_dataset_folder_made_with_another_config_is_refused(tmp_path):
+    run_render(tmp_path, "ds", *TINY, "--count", "1")
+    proc = run_render(tmp_path, "ds", *TINY, "-p", "lighting.r = 1.0", "--count", "1", check=False)
+    assert proc.returncode != 0 and "another configuration" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "ds" / "samples").iterdir()) == ["000000"]
