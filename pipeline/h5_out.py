@@ -1,0 +1,142 @@
+"""Atomic, reproducible HDF5 output shared by consolidation and preprocessing.
+
+- Atomic: a file ``X.h5`` is written as ``X.h5.tmp-<pid>`` in the same folder and renamed with ``os.replace`` only
+  when complete; a killed run leaves the previous good ``X.h5`` (or none) plus debris whose name does not end in
+  ``.h5``. The next run (holding the dataset lock) removes that debris.
+- Reproducible: datasets are created with ``track_times=False`` and the file with a fixed ``libver``, so the same
+  input gives the same bytes.
+- One writer: :func:`dataset_lock` takes an exclusive ``flock`` on ``DATA_DIR/NAME/.preprocess.lock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+LIBVER = ("v110", "v110")
+TMP_MARK = ".tmp-"
+
+
+class DatasetBusyError(RuntimeError):
+    """Another process holds the dataset's preprocessing lock."""
+
+
+@contextlib.contextmanager
+def dataset_lock(dataset_dir: Path) -> Iterator[None]:
+    """Exclusive lock of one dataset's consolidated outputs; removes stale temporary files once held.
+
+    Raises:
+        DatasetBusyError: when another process holds it.
+    """
+    dataset_dir = Path(dataset_dir)
+    lock_path = dataset_dir / ".preprocess.lock"
+    with open(lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise DatasetBusyError(
+                f"{dataset_dir}: another preprocess_data.py holds {lock_path}; wait for it to finish"
+            ) from exc
+        try:
+            remove_debris(dataset_dir)
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def remove_debris(folder: Path) -> list[Path]:
+    """Removes ``*.h5.tmp-*`` / ``*.json.tmp-*`` files left by killed runs (call only while holding the lock)."""
+    removed = []
+    for entry in sorted(os.listdir(folder)):
+        if TMP_MARK in entry and (".h5" + TMP_MARK in entry or ".json" + TMP_MARK in entry):
+            path = Path(folder) / entry
+            logger.warning("removing %s left by an interrupted run", path)
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def tmp_path(path: Path) -> Path:
+    """The temporary name a file is written under before it is published."""
+    return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+
+
+def create_h5(path: Path) -> h5py.File:
+    """Opens the temporary file of ``path`` for writing (fixed libver, no times)."""
+    return h5py.File(tmp_path(path), "w", libver=LIBVER, track_order=False)
+
+
+def publish(fh: h5py.File, path: Path) -> None:
+    """Closes a file from :func:`create_h5`, flushes it to disk and renames it to ``path``."""
+    tmp = Path(fh.filename)
+    fh.close()
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def discard(fh: h5py.File | None, path: Path) -> None:
+    """Closes and deletes the temporary file of ``path`` after a failure."""
+    if fh is not None and fh.id.valid:
+        fh.close()
+    tmp_path(path).unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Writes JSON (sorted keys, indented) to ``path`` atomically."""
+    tmp = tmp_path(path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def new_dataset(
+    fh: h5py.File,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: Any,
+    chunk_rows: int,
+    compression: str | None = None,
+    fill: Any = None,
+) -> h5py.Dataset:
+    """Creates a dataset resizable along axis 0, chunked ``chunk_rows`` rows at a time, without timestamps."""
+    maxshape = (None,) + tuple(shape[1:])
+    chunks = (max(1, chunk_rows),) + tuple(max(1, s) for s in shape[1:])
+    kwargs: dict[str, Any] = {"track_times": False, "maxshape": maxshape, "chunks": chunks}
+    if compression:
+        kwargs["compression"] = compression
+        if compression == "gzip":
+            kwargs["compression_opts"] = 1
+    if fill is not None:
+        kwargs["fillvalue"] = fill
+    return fh.create_dataset(name, shape=shape, dtype=dtype, **kwargs)
+
+
+def append_rows(ds: h5py.Dataset, rows: np.ndarray | list) -> None:
+    """Appends rows along axis 0."""
+    n = len(rows)
+    if n == 0:
+        return
+    start = ds.shape[0]
+    ds.resize(start + n, axis=0)
+    if ds.dtype.kind == "O":
+        for i, row in enumerate(rows):
+            ds[start + i] = row
+    else:
+        ds[start : start + n] = np.asarray(rows, dtype=ds.dtype)

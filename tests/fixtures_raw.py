@@ -1,0 +1,203 @@
+"""Fixture maker: tiny raw render output (docs/formats.md §1) without Blender.
+
+Each sample is a few spheres resting on z = 0 seen by pinhole cameras; every view is ray-cast exactly, so the
+EXR's depth, instance and semantic channels agree with the sidecar's objects, K and camera poses (the object
+centroids project inside the image). Tests and benchmarks use it to make datasets of any size in milliseconds:
+
+    from tests.fixtures_raw import make_raw_dataset
+    dataset_dir = make_raw_dataset(tmp_path, "toy", n_samples=6, n_views=1)
+
+and the ``plant_*`` / ``corrupt_*`` helpers to plant defects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.exr_io import read_view_exr, write_view_exr
+from pipeline.png_codec import encode_png8, linear_to_srgb8
+
+CLASSES = ["ball", "bowl", "apple"]
+CLASS_COLOURS = np.array([[0.8, 0.1, 0.1], [0.1, 0.7, 0.2], [0.15, 0.25, 1.2]], np.float32)  # linear; >1 clips
+BACKGROUND = np.array([0.05, 0.05, 0.06], np.float32)
+FOV_DEG = 50.0
+
+
+def _look_at_opencv(position: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """OpenCV camera-to-world (x right, y down, z forward) looking from ``position`` at ``target``."""
+    forward = target - position
+    forward = forward / np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right = right / np.linalg.norm(right)
+    down = np.cross(forward, right)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, position
+    return c2w
+
+
+def intrinsics(width: int, height: int, fov_deg: float = FOV_DEG) -> np.ndarray:
+    """Pinhole K with a horizontal field of view ``fov_deg``; principal point at the image centre."""
+    f = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+    return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+def ray_cast(objects: list[dict], k: np.ndarray, c2w: np.ndarray, width: int, height: int) -> dict[str, np.ndarray]:
+    """Renders spheres (``location``, radius = ``scale[0]``) exactly: colour, planar depth, ids, normals."""
+    u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    d_cam = np.stack([(u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], np.ones_like(u)], axis=-1)
+    d = d_cam @ c2w[:3, :3].T  # world direction with unit planar depth
+    o = c2w[:3, 3]
+    depth = np.full((height, width), np.inf)
+    inst = np.zeros((height, width), np.uint32)
+    sem = np.zeros((height, width), np.uint32)
+    normal = np.zeros((height, width, 3))
+    for obj in objects:
+        c, r = np.asarray(obj["location"]), obj["scale"][0]
+        oc = o - c
+        a = np.einsum("hwc,hwc->hw", d, d)
+        b = 2.0 * d @ oc
+        disc = b * b - 4 * a * (oc @ oc - r * r)
+        t = np.where(disc >= 0, (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a), np.inf)
+        hit = (disc >= 0) & (t > 0) & (t < depth)
+        depth[hit] = t[hit]
+        inst[hit] = obj["instance_id"]
+        sem[hit] = obj["class_index"] + 1
+        p = o + d * t[..., None]
+        normal[hit] = ((p - c) / r)[hit]
+    light = np.array([0.4, -0.3, 0.85]) / np.linalg.norm([0.4, -0.3, 0.85])
+    shade = 0.25 + 0.75 * np.clip(normal @ light, 0, None)
+    rgb = np.where(
+        (inst > 0)[..., None],
+        CLASS_COLOURS[np.maximum(sem.astype(int) - 1, 0)] * shade[..., None],
+        BACKGROUND,
+    )
+    return {"rgb": rgb.astype(np.float32), "depth": depth.astype(np.float32), "instance": inst,
+            "semantic": sem, "normal": normal.astype(np.float32)}
+
+
+def _view_record(file: str, k: np.ndarray, c2w_cv: np.ndarray, target: np.ndarray) -> dict:
+    pos = c2w_cv[:3, 3]
+    d = (target - pos) / np.linalg.norm(target - pos)
+    yaw, pitch = math.atan2(d[1], d[0]), math.asin(d[2])
+    return {
+        "file": file,
+        "K": k.tolist(),
+        "cam_to_world_blender": (c2w_cv @ np.diag([1.0, -1.0, -1.0, 1.0])).tolist(),
+        "cam_to_world_opencv": c2w_cv.tolist(),
+        "look_at": target.tolist(),
+        "viewpoint_gqn": [*pos.tolist(), math.sin(yaw), math.cos(yaw), math.sin(pitch), math.cos(pitch)],
+        "viewpoint_xyzyp": [*pos.tolist(), yaw, pitch],
+    }
+
+
+def make_sample(
+    sample_dir: Path, index: int, dataset_seed: int, n_views: int, resolution: tuple[int, int], exr: bool = True
+) -> dict:
+    """Writes one sample folder (sidecar + views); returns the sidecar."""
+    rng = np.random.default_rng([dataset_seed, index])
+    width, height = resolution
+    objects = []
+    for i in range(int(rng.integers(1, 4))):
+        radius = float(rng.uniform(0.2, 0.35))
+        angle = 2 * math.pi * i / 3 + rng.uniform(-0.4, 0.4)
+        loc = [0.45 * math.cos(angle), 0.45 * math.sin(angle), radius]
+        cls = int(rng.integers(len(CLASSES)))
+        objects.append({
+            "instance_id": i + 1, "name": f"{CLASSES[cls]}_{i}", "class": CLASSES[cls], "class_index": cls,
+            "source": "tests/fixtures_raw.py", "rot_mat": np.eye(3).tolist(), "quaternion": [1.0, 0.0, 0.0, 0.0],
+            "euler": [0.0, 0.0, 0.0], "bbox": [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], "scale": [radius] * 3,
+            "location": loc, "centroid": loc,
+        })
+    target = np.array([0.0, 0.0, 0.2])
+    k = intrinsics(width, height)
+    yaw0 = float(rng.uniform(0, 2 * math.pi))
+    views = []
+    sample_dir.mkdir(parents=True, exist_ok=True)
+    for v in range(n_views):
+        yaw = yaw0 + 2 * math.pi * v / n_views
+        pos = np.array([2.6 * math.cos(yaw), 2.6 * math.sin(yaw), 1.3 + 0.3 * (v % 2)])
+        c2w = _look_at_opencv(pos, target)
+        img = ray_cast(objects, k, c2w, width, height)
+        name = f"view_{v:02d}.{'exr' if exr else 'png'}"
+        if exr:
+            write_view_exr(sample_dir / name, img["rgb"], img["depth"], img["instance"], img["semantic"],
+                           img["normal"])
+        else:
+            (sample_dir / name).write_bytes(encode_png8(linear_to_srgb8(img["rgb"])))
+        views.append(_view_record(name, k, c2w, target))
+    sidecar = {
+        "format_version": 1, "dataset": sample_dir.parent.parent.name, "index": index,
+        "dataset_seed": dataset_seed, "seed": int(rng.integers(2**31)),
+        "generator": "fixture_spheres", "blender_version": "none", "threads": 1, "engine": "CYCLES",
+        "render_samples": 1, "resolution": [width, height], "classes": CLASSES, "objects": objects,
+        "light": [3.0, -2.0, 5.0], "lights": [{"type": "POINT", "location": [3.0, -2.0, 5.0], "energy": 500.0,
+                                               "color": [1.0, 1.0, 1.0]}],
+        "views": views,
+    }
+    (sample_dir / "sample.json").write_text(json.dumps(sidecar, indent=1))
+    return sidecar
+
+
+def make_raw_dataset(
+    data_dir: Path,
+    name: str,
+    n_samples: int,
+    n_views: int = 1,
+    resolution: tuple[int, int] = (16, 12),
+    seed: int = 7,
+    exr: bool = True,
+    manifest: bool = False,
+) -> Path:
+    """Writes ``data_dir/name`` as ``render.py`` would (dataset.json + samples/XXXXXX/); returns that folder."""
+    dataset_dir = Path(data_dir) / name
+    (dataset_dir / "samples").mkdir(parents=True, exist_ok=True)
+    (dataset_dir / "dataset.json").write_text(json.dumps({
+        "format_version": 1, "generator": "fixture_spheres", "seed": seed, "config_hash": "0" * 64,
+        "blender_version": "none", "threads": 1,
+    }))
+    for index in range(n_samples):
+        make_sample(dataset_dir / "samples" / f"{index:06d}", index, seed, n_views, resolution, exr)
+    if manifest:
+        (dataset_dir / "manifest.jsonl").write_text(json.dumps({"shard": 0, "samples": list(range(n_samples))}) + "\n")
+    return dataset_dir
+
+
+def view_path(dataset_dir: Path, index: int, view: int = 0) -> Path:
+    """The EXR of ``view`` of sample ``index``."""
+    return Path(dataset_dir) / "samples" / f"{index:06d}" / f"view_{view:02d}.exr"
+
+
+def corrupt_exr(path: Path) -> None:
+    """Truncates an EXR so that its pixel data can no longer be read."""
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: len(data) // 2])
+
+
+def _rewrite(path: Path, **changes: np.ndarray) -> None:
+    view = read_view_exr(path)
+    arrays = {"rgb": view.rgb, "depth": view.depth, "instance": view.instance, "semantic": view.semantic,
+              "normal": view.normal}
+    arrays.update(changes)
+    write_view_exr(path, **arrays)
+
+
+def plant_empty_view(path: Path) -> None:
+    """Rewrites a view EXR as if the camera saw nothing: background colour, no ids, infinite depth."""
+    view = read_view_exr(path)
+    h, w = view.shape
+    _rewrite(path, rgb=np.broadcast_to(BACKGROUND, (h, w, 3)).copy(), depth=np.full((h, w), np.inf, np.float32),
+             instance=np.zeros((h, w), np.uint32), semantic=np.zeros((h, w), np.uint32),
+             normal=np.zeros((h, w, 3), np.float32))
+
+
+def plant_nan_depth(path: Path) -> None:
+    """Sets the depth of one hit pixel of a view EXR to NaN."""
+    view = read_view_exr(path)
+    depth = view.depth.copy()
+    ys, xs = np.nonzero(view.instance)
+    depth[ys[len(ys) // 2], xs[len(xs) // 2]] = np.nan
+    _rewrite(path, depth=depth)
