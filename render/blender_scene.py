@@ -100,11 +100,30 @@ def _torus(bm: "bmesh.types.BMesh", major: float = 0.35, minor: float = 0.15, n_
             bm.faces.new((verts[a], verts[b], verts[c], verts[d]))
 
 
+def _uv_sphere(bm: "bmesh.types.BMesh", segments: int = 32, rings: int = 16, radius: float = 0.5) -> None:
+    """UV sphere built vertex by vertex: bmesh.ops.create_uvsphere orders the pole faces' loops differently from
+    run to run (bpy 5.0.1), which changes rendered pixels in the last bits."""
+    top = bm.verts.new((0.0, 0.0, radius))
+    ring_verts = []
+    for j in range(1, rings):
+        theta = math.pi * j / rings
+        z, r = radius * math.cos(theta), radius * math.sin(theta)
+        angles = [2 * math.pi * i / segments for i in range(segments)]
+        ring_verts.append([bm.verts.new((r * math.cos(a), r * math.sin(a), z)) for a in angles])
+    bottom = bm.verts.new((0.0, 0.0, -radius))
+    for i in range(segments):
+        k = (i + 1) % segments
+        bm.faces.new((top, ring_verts[0][i], ring_verts[0][k]))
+        for upper, lower in zip(ring_verts[:-1], ring_verts[1:], strict=True):
+            bm.faces.new((upper[i], lower[i], lower[k], upper[k]))
+        bm.faces.new((bottom, ring_verts[-1][k], ring_verts[-1][i]))
+
+
 def _primitive_mesh(name: str) -> "bpy.types.Mesh":
     """Unit-sized primitive (largest side 1 m, centred on the origin)."""
     builders = {
         "cube": lambda bm: bmesh.ops.create_cube(bm, size=1.0),
-        "sphere": lambda bm: bmesh.ops.create_uvsphere(bm, u_segments=32, v_segments=16, radius=0.5),
+        "sphere": _uv_sphere,
         "cylinder": lambda bm: bmesh.ops.create_cone(bm, **compat.cone_kwargs(0.5, 0.5, 1.0, 32)),
         "cone": lambda bm: bmesh.ops.create_cone(bm, **compat.cone_kwargs(0.5, 0.0, 1.0, 32)),
         "torus": _torus,

@@ -131,6 +131,8 @@ class SampleSettings:
         camera_distance: camera distance from the scene centre, metres (objects are about 1 m large).
         fov_deg: horizontal field of view of the camera, degrees.
         spread: half-width of the square in which multi-object scenes place objects, metres.
+        num_views: cameras per sample; more than one puts them on a ring around the scene centre at the
+            same distance and elevation, evenly spaced from a random start azimuth (multi-view object sets).
     """
 
     num_objs: int = 1
@@ -139,6 +141,7 @@ class SampleSettings:
     camera_distance: float = 2.4
     fov_deg: float = 40.0
     spread: float = 0.9
+    num_views: int = 1
 
 
 @gin.configurable("batch")

@@ -143,11 +143,17 @@ def selfstudy_scene(rng: np.random.Generator, index: int, mesh_override: str | N
         ))
     distance = sample_cfg.camera_distance * (1.0 if sample_cfg.num_objs == 1 else 1.0 + sample_cfg.spread)
     elevation = math.radians(20.0)
-    camera = np.array([0.0, -distance * math.cos(elevation), distance * math.sin(elevation)])
+    start = -math.pi / 2 if sample_cfg.num_views == 1 else float(rng.uniform(0, 2 * math.pi))
+    views = []
+    for v in range(sample_cfg.num_views):
+        azimuth = start + 2 * math.pi * v / sample_cfg.num_views
+        camera = distance * np.array([math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
+                                      math.sin(elevation)])
+        views.append(ViewSpec(location=as_tuple(camera, 3), look_at=(0.0, 0.0, 0.0), fov_deg=sample_cfg.fov_deg))
     return SceneSpec(
         objects=tuple(objects),
         lights=(key_light(rng, light_cfg),),
-        views=(ViewSpec(location=as_tuple(camera, 3), look_at=(0.0, 0.0, 0.0), fov_deg=sample_cfg.fov_deg),),
+        views=tuple(views),
         classes=tuple(catalogue.classes),
         world=WorldSpec(color=(0.6, 0.6, 0.6), strength=light_cfg.ambient),
     )

@@ -1,0 +1,1 @@
+"""Orchestration without Blender: assets, distributed rendering, consolidation, validation, the demo."""
