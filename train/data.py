@@ -1,0 +1,341 @@
+"""Scene-major HDF5 dataset with context/query view sampling (docs/formats.md section 3).
+
+One item is one scene: `n_context` context views plus one query view, drawn without replacement from the scene's
+V views. Which scenes, how many context views and which views are decided by `SceneBatchSampler` from
+(seed, step, position in the global batch) alone, so a run can resume at any step and a DDP run of W processes
+sees exactly the global batches of a single process.
+
+The HDF5 file is opened lazily, once per process (DataLoader workers included), and every item reads one
+scene row (one chunk). This module is the one place that turns uint8 sRGB into float32 in [0, 1].
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import gin
+import h5py
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+#: Viewpoint layout every file must declare or imply (docs/formats.md).
+VIEWPOINT_ORDER = "x, y, z, sin(yaw), cos(yaw), sin(pitch), cos(pitch)"
+SPLITS = ("train", "val", "test")
+
+#: A batch as the models see it. Shapes: B items, K context views, image C=3 x H x W.
+#:   context_images (B, K, 3, H, W) float32 in [0, 1];  context_viewpoints (B, K, 7) float32;
+#:   query_image (B, 3, H, W) float32 in [0, 1];        query_viewpoint (B, 7) float32;
+#:   scene (B,) int64 row in the file;                   noise_seed (B,) int64 seed for the item's latent noise.
+Batch = dict[str, torch.Tensor]
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing, unreadable or not in the scene-major layout; the message names file and fix."""
+
+
+@dataclass(frozen=True)
+class ItemKey:
+    """What one item is: scene row, number of context views, and the seed of its view choice and noise."""
+
+    scene: int
+    n_context: int
+    seed: int
+
+
+def split_path(data_dir: str | os.PathLike, split: str) -> Path:
+    """Path of `scenes_{split}.h5` inside a dataset folder, checked to exist.
+
+    Raises:
+        DatasetError: unknown split, or the file is missing (the message lists what the folder holds).
+    """
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}; use one of {SPLITS}")
+    folder = Path(data_dir)
+    path = folder / f"scenes_{split}.h5"
+    if not path.is_file():
+        present = sorted(p.name for p in folder.glob("scenes_*.h5")) if folder.is_dir() else []
+        raise DatasetError(
+            f"{path}: no such file (the folder holds {present or 'no scenes_*.h5 files'}). Pass --data DIR with the "
+            "dataset folder that the consolidation step wrote (docs/formats.md section 3), e.g. data/demo_rooms."
+        )
+    return path
+
+
+def _describe(path: Path, exc: BaseException) -> DatasetError:
+    return DatasetError(
+        f"{path}: cannot read it as HDF5 ({type(exc).__name__}: {exc}). The file is corrupt or truncated, e.g. by "
+        "an interrupted copy or consolidation; delete it and re-run the consolidation step that writes it."
+    )
+
+
+@dataclass(frozen=True)
+class SceneFileInfo:
+    """Shape of a scene-major file: S scenes, V views, H x W images."""
+
+    path: Path
+    num_scenes: int
+    num_views: int
+    height: int
+    width: int
+
+
+def inspect_scene_file(path: str | os.PathLike) -> SceneFileInfo:
+    """Open a scene-major file once, check its datasets, shapes and dtypes, and describe it.
+
+    Raises:
+        DatasetError: the file is unreadable or lacks/mis-shapes `images` or `viewpoints`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file; pass --data DIR with a folder holding scenes_{{split}}.h5")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [name for name in ("images", "viewpoints") if name not in f]
+            if missing:
+                raise DatasetError(
+                    f"{path}: lacks dataset(s) {missing}; it holds {sorted(f.keys())}. A scene-major file needs "
+                    "`images` uint8 (S, V, H, W, 3) and `viewpoints` float32 (S, V, 7) (docs/formats.md section 3); "
+                    "re-run the consolidation step for multi-view data."
+                )
+            images, viewpoints = f["images"], f["viewpoints"]
+            if images.ndim != 5 or images.shape[-1] != 3 or images.dtype != np.uint8:
+                raise DatasetError(
+                    f"{path}: `images` is {images.dtype} {images.shape}, expected uint8 (S, V, H, W, 3)"
+                )
+            s, v, h, w, _ = images.shape
+            if viewpoints.shape != (s, v, 7):
+                raise DatasetError(
+                    f"{path}: `viewpoints` has shape {viewpoints.shape}, expected {(s, v, 7)} in the order "
+                    f"[{VIEWPOINT_ORDER}]"
+                )
+            order = f.attrs.get("viewpoint_order")
+            if order is not None and re.sub(r"[^a-z]", "", str(order).lower()).startswith("xyzcos"):
+                raise DatasetError(f"{path}: viewpoint_order is {order!r}; this trainer reads [{VIEWPOINT_ORDER}]")
+    except DatasetError:
+        raise
+    except OSError as exc:
+        raise _describe(path, exc) from exc
+    if s == 0:
+        raise DatasetError(f"{path}: holds no scenes")
+    return SceneFileInfo(path=path, num_scenes=s, num_views=v, height=h, width=w)
+
+
+def downsample(images: np.ndarray, factor: int) -> np.ndarray:
+    """Average-pool images by an integer factor.
+
+    Args:
+        images: float32 (..., H, W, C) with H and W divisible by `factor`.
+    Returns:
+        float32 (..., H // factor, W // factor, C).
+    """
+    if factor == 1:
+        return images
+    *lead, h, w, c = images.shape
+    return images.reshape(*lead, h // factor, factor, w // factor, factor, c).mean(axis=(-4, -2))
+
+
+@gin.configurable(denylist=["path"])
+class SceneDataset(torch.utils.data.Dataset):
+    """Items of one scene-major file, addressed by `ItemKey` (from `SceneBatchSampler`).
+
+    Args:
+        path: the `scenes_{split}.h5` file.
+        image_size: side of the square images handed to the model; the stored size must be an integer multiple
+            (images are average-pooled on load, e.g. 64 -> 32 for CPU training).
+    """
+
+    def __init__(self, path: str | os.PathLike, image_size: int = 32) -> None:
+        self.info = inspect_scene_file(path)
+        self.path = self.info.path
+        if self.info.height != self.info.width:
+            raise DatasetError(f"{self.path}: images are {self.info.height}x{self.info.width}; expected square images")
+        if image_size <= 0 or self.info.height % image_size:
+            raise DatasetError(
+                f"{self.path}: stored images are {self.info.height} px, not a multiple of image_size={image_size}; "
+                f"set SceneDataset.image_size to a divisor of {self.info.height}"
+            )
+        self.image_size = image_size
+        self.factor = self.info.height // image_size
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return self.info.num_scenes
+
+    @property
+    def num_views(self) -> int:
+        return self.info.num_views
+
+    def _h5(self) -> h5py.File:
+        """The file handle of this process: opened on first use, reopened after a fork (DataLoader workers)."""
+        if self._file is None or self._pid != os.getpid():
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as exc:
+                raise _describe(self.path, exc) from exc
+            self._pid = os.getpid()
+        return self._file
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_file"], state["_pid"] = None, None  # handles never travel to worker processes
+        return state
+
+    def close(self) -> None:
+        """Close this process's handle (it reopens on the next read)."""
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file, self._pid = None, None
+
+    def read_scene(self, scene: int) -> tuple[np.ndarray, np.ndarray]:
+        """All views of one scene.
+
+        Returns:
+            images float32 (V, H', W', 3) in [0, 1] at `image_size`, viewpoints float32 (V, 7).
+        """
+        f = self._h5()
+        try:
+            raw = f["images"][scene]
+            viewpoints = np.asarray(f["viewpoints"][scene], dtype=np.float32)
+        except (OSError, KeyError) as exc:
+            raise DatasetError(
+                f"{self.path}: reading scene row {scene} failed ({exc}); the file is corrupt or truncated, "
+                "re-run the consolidation step"
+            ) from exc
+        images = downsample(raw.astype(np.float32) * np.float32(1.0 / 255.0), self.factor)
+        return images, viewpoints
+
+    def views(self, scene: int, view_indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Chosen views of one scene: images (N, 3, H, W) float32 in [0, 1] and viewpoints (N, 7)."""
+        images, viewpoints = self.read_scene(scene)
+        chosen = np.ascontiguousarray(images[view_indices].transpose(0, 3, 1, 2))
+        return torch.from_numpy(chosen), torch.from_numpy(viewpoints[view_indices])
+
+    def __getitem__(self, key: ItemKey) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng(key.seed)
+        order = rng.choice(self.num_views, size=key.n_context + 1, replace=False)
+        images, viewpoints = self.views(key.scene, order)
+        return {
+            "context_images": images[:-1],
+            "context_viewpoints": viewpoints[:-1],
+            "query_image": images[-1],
+            "query_viewpoint": viewpoints[-1],
+            "scene": torch.tensor(key.scene, dtype=torch.int64),
+            "noise_seed": torch.tensor(key.seed, dtype=torch.int64),
+        }
+
+
+class SceneBatchSampler:
+    """Deterministic batches of `ItemKey`s for global steps `start_step, start_step + 1, ...`.
+
+    Step s belongs to epoch `s // steps_per_epoch`; each epoch visits the scenes in a permutation drawn from
+    (seed, epoch). The number of context views of step s is drawn from (seed, step), uniform in
+    [min_context, max_context]; the views of each item from (seed, step, position in the global batch).
+    With W processes, rank r takes positions [r * B / W, (r + 1) * B / W) of each global batch of B.
+    """
+
+    def __init__(
+        self,
+        num_scenes: int,
+        num_views: int,
+        global_batch: int,
+        min_context: int,
+        max_context: int,
+        seed: int,
+        start_step: int = 0,
+        max_steps: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not 1 <= min_context <= max_context <= num_views - 1:
+            raise ValueError(
+                f"context views must satisfy 1 <= min_context ({min_context}) <= max_context ({max_context}) "
+                f"<= views per scene - 1 ({num_views - 1})"
+            )
+        if global_batch % world_size:
+            raise ValueError(f"global batch {global_batch} is not divisible by the {world_size} processes")
+        self.num_scenes, self.num_views = num_scenes, num_views
+        self.global_batch, self.min_context, self.max_context = global_batch, min_context, max_context
+        self.seed, self.start_step, self.max_steps = seed, start_step, max_steps
+        self.rank, self.world_size = rank, world_size
+        self.steps_per_epoch = max(1, num_scenes // global_batch)
+        self._perm_epoch, self._perm = -1, np.empty(0, np.int64)
+
+    def _scenes(self, step: int) -> np.ndarray:
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            rng = np.random.default_rng([self.seed, 0, epoch])
+            reps = -(-self.global_batch // self.num_scenes)  # fewer scenes than a batch: tile permutations
+            self._perm = np.concatenate([rng.permutation(self.num_scenes) for _ in range(reps)])
+            self._perm_epoch = epoch
+        if self.num_scenes < self.global_batch:
+            return self._perm[: self.global_batch]
+        return self._perm[pos * self.global_batch : (pos + 1) * self.global_batch]
+
+    def batch(self, step: int) -> list[ItemKey]:
+        """This rank's items of global step `step`."""
+        scenes = self._scenes(step)
+        n_context = int(np.random.default_rng([self.seed, 1, step]).integers(self.min_context, self.max_context + 1))
+        local = self.global_batch // self.world_size
+        positions = range(self.rank * local, (self.rank + 1) * local)
+        return [
+            ItemKey(int(scenes[p]), n_context, int(np.random.SeedSequence([self.seed, 2, step, p]).generate_state(1)[0]))
+            for p in positions
+        ]
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "global_batch": self.global_batch, "min_context": self.min_context,
+                "max_context": self.max_context, "num_scenes": self.num_scenes}
+
+    def __iter__(self) -> Iterator[list[ItemKey]]:
+        step = self.start_step
+        while self.max_steps is None or step < self.max_steps:
+            yield self.batch(step)
+            step += 1
+
+    def __len__(self) -> int:
+        if self.max_steps is None:
+            raise TypeError("an endless sampler has no length")
+        return max(0, self.max_steps - self.start_step)
+
+
+def make_loader(
+    dataset: SceneDataset, sampler: SceneBatchSampler, num_workers: int = 0, pin_memory: bool = False
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over `sampler`'s batches; order is preserved, so results do not depend on `num_workers`."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
+        multiprocessing_context="fork" if num_workers > 0 and os.name == "posix" else None,
+    )
+
+
+def fixed_batch(dataset: SceneDataset, scenes: list[int], n_context: int, seed: int) -> Batch:
+    """A reproducible batch for evaluation and pictures: the views of scene i come from (seed, scene)."""
+    items = [
+        dataset[ItemKey(s, n_context, int(np.random.SeedSequence([seed, 3, s]).generate_state(1)[0]))]
+        for s in scenes
+    ]
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+def mean_image(dataset: SceneDataset, max_scenes: int = 2000) -> np.ndarray:
+    """Mean of all views of the first `max_scenes` scenes: float32 (H, W, 3) in [0, 1] (a trivial baseline)."""
+    n = min(len(dataset), max_scenes)
+    total = None
+    for s in range(n):
+        images, _ = dataset.read_scene(s)
+        part = images.sum(axis=0, dtype=np.float64)
+        total = part if total is None else total + part
+    return (total / (n * dataset.num_views)).astype(np.float32)
