@@ -202,7 +202,7 @@ class BlenderScene:
         self._images: dict[str, bpy.types.Image] = {}
         self._sample_objects: list[bpy.types.Object] = []
         self._sample_data: list = []
-        self.timings: dict[str, float] = {"build": 0.0, "render_call": 0.0, "write": 0.0, "clear": 0.0}
+        self.timings: dict[str, float] = {"build": 0.0, "render_call": 0.0, "denoise": 0.0, "write": 0.0, "clear": 0.0}
         self._setup()
 
     # ----------------------------------------------------------------------------------------- set-up
@@ -214,6 +214,7 @@ class BlenderScene:
         scene.render.engine = "CYCLES"
         self.device = compat.select_cycles_device(scene, r.use_gpu)
         scene.cycles.samples = r.render_samples
+        scene.cycles.max_bounces = r.max_bounces
         scene.cycles.use_adaptive_sampling = r.adaptive_threshold > 0
         if r.adaptive_threshold > 0:
             scene.cycles.adaptive_threshold = r.adaptive_threshold
@@ -501,7 +502,13 @@ class BlenderScene:
             return None
         from render import denoise
 
-        return denoise.denoise(passes["combined"][..., :3], passes.get("albedo"), passes["normal"], threads=self.threads)
+        start = time.perf_counter()
+        rgb = denoise.denoise(passes["combined"][..., :3], passes.get("albedo"), passes["normal"], threads=self.threads,
+                              quality=self.rendering.denoise_quality)
+        elapsed = time.perf_counter() - start
+        self.timings["denoise"] += elapsed
+        self.timings["write"] -= elapsed  # render_view counts it in "write"; report it once, as "denoise"
+        return rgb
 
     def clear(self) -> None:
         """Removes everything the last sample added, then purges orphan data blocks."""
