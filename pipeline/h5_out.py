@@ -136,7 +136,7 @@ def append_rows(ds: h5py.Dataset, rows: np.ndarray | list) -> None:
     start = ds.shape[0]
     ds.resize(start + n, axis=0)
     if ds.dtype.kind == "O":
-        for i, row in enumerate(rows):
+        for i, row in enumerate(rows):  # row by row: h5py turns equal-length rows of an object array into 2-D
             ds[start + i] = row
     else:
         ds[start : start + n] = np.asarray(rows, dtype=ds.dtype)

@@ -23,7 +23,7 @@ from skimage.transform import resize
 from tqdm import tqdm
 
 from pipeline import h5_out
-from pipeline.consolidate import FORMAT_VERSION, bucket_file, map_ordered
+from pipeline.consolidate import FORMAT_VERSION, bucket_file, map_ordered, worker_pool
 from pipeline.depth_codec import decode_depth
 from pipeline.png_codec import decode_png
 from pipeline.raw_samples import N_BUCKETS, OBJECT_FIELDS, SPLIT_OF_BUCKET, SPLITS
@@ -145,7 +145,7 @@ def preprocess(
     logger.info("preprocessing %d rows of %s to %s (%dx%d, %s)", n, dataset_dir.name, out_path.name, ow, oh,
                 "LAB" if lab else "sRGB")
     chunk = min(_BATCH, n)
-    with h5_out.dataset_lock(dataset_dir):
+    with h5_out.dataset_lock(dataset_dir), worker_pool(min(jobs, (n + _BATCH - 1) // _BATCH)) as pool:
         fh = h5_out.create_h5(out_path)
         try:
             for key, value in meta_src.items():
@@ -180,7 +180,7 @@ def preprocess(
             start = 0
             stats = np.zeros((3, 3))  # per channel: count, sum, sum of squares (train rows)
             n_train = int(np.sum(ranks == 0))
-            for out in tqdm(map_ordered(_process_batch, tasks, jobs), total=len(tasks), disable=not progress,
+            for out in tqdm(map_ordered(_process_batch, tasks, pool=pool), total=len(tasks), disable=not progress,
                             unit="batch", desc="preprocess"):
                 stop = start + len(out["images"])
                 for key, arr in out.items():
