@@ -66,7 +66,7 @@ class RoomSettings:
     min_objects: int = 1
     max_objects: int = 3
     shapes: tuple[str, ...] = tuple(ROOM_SHAPES)
-    object_size: tuple[float, float] = (0.6, 1.1)
+    object_size: tuple[float, float] = (0.5, 0.9)
     object_area: float = 1.6
     texture_source: str = "procedural"
     texture_scale: tuple[float, float] = (0.12, 0.35)
@@ -106,7 +106,7 @@ def random_color(rng: np.random.Generator, saturation: tuple[float, float] = (0.
 def _surface(rng: np.random.Generator, settings: RoomSettings, textures: tuple[str, ...],
              value: tuple[float, float]) -> MaterialSpec:
     """Material of the walls or the floor: a muted colour, textured per `settings.texture_source`."""
-    color = random_color(rng, saturation=(0.1, 0.6), value=value)
+    color = random_color(rng, saturation=(0.25, 0.8), value=value)
     texture = None
     if settings.texture_source == "procedural":
         texture = f"procedural:{PROCEDURAL_KINDS[int(rng.integers(len(PROCEDURAL_KINDS)))]}:{int(rng.integers(1 << 30))}"
@@ -131,8 +131,8 @@ def room_shell(rng: np.random.Generator, settings: RoomSettings) -> list[ObjectS
 
             raise AssetError("gqn_rooms.texture_source = 'assets' but the asset index holds no textures; "
                              "run `python -m pipeline.assets fetch` or use texture_source = 'procedural'")
-    wall_material = _surface(rng, settings, textures, value=(0.5, 0.9))
-    floor_material = _surface(rng, settings, textures, value=(0.3, 0.7))
+    wall_material = _surface(rng, settings, textures, value=(0.45, 0.9))
+    floor_material = _surface(rng, settings, textures, value=(0.3, 0.75))
     half, t, h = settings.room_size / 2.0, WALL_THICKNESS, settings.wall_height
     outer = settings.room_size + 2 * t
     shell = [ObjectSpec(
@@ -332,8 +332,8 @@ def shepard_metzler_cells(rng: np.random.Generator, num_parts: int) -> np.ndarra
 
 @gin.configurable(denylist=["rng", "index"])
 def gqn_shepard_metzler(rng: np.random.Generator, index: int, num_parts: int = 7, cube_size: float = 0.3,
-                        num_views: int = 15, camera_distance: float = 3.2, max_pitch_deg: float = 80.0,
-                        fov_deg: float = 40.0, light_energy: float = 3.0, fill_ratio: float = 0.35,
+                        num_views: int = 15, camera_distance: float = 2.2, max_pitch_deg: float = 80.0,
+                        fov_deg: float = 40.0, light_energy: float = 3.0, fill_ratio: float = 0.5,
                         background: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> SceneSpec:
     """A Shepard-Metzler assembly of `num_parts` cubes (DeepMind's shepard_metzler_5_parts / _7_parts).
 
@@ -352,8 +352,8 @@ def gqn_shepard_metzler(rng: np.random.Generator, index: int, num_parts: int = 7
         max_pitch_deg: cameras stay this far from the poles (the up vector is undefined there).
         fov_deg: horizontal field of view, degrees.
         light_energy: strength of the key sun light (random azimuth, elevation 20-80 degrees).
-        fill_ratio: strength of a second sun from the opposite side, relative to the key light (lights the faces
-            the key light misses, since the black background gives no ambient light).
+        fill_ratio: strength of a second sun from the opposite side and a third from below, relative to the key
+            light (they light the faces the key light misses, since the black background gives no ambient light).
         background: linear RGB of the world behind the object (black in DeepMind's data); it lights the scene too.
     """
     del index
@@ -378,5 +378,7 @@ def gqn_shepard_metzler(rng: np.random.Generator, index: int, num_parts: int = 7
     key = sun_light(rng, light_energy, elevation_deg=(20.0, 80.0))
     fill = LightSpec(kind="SUN", location=(-key.location[0], -key.location[1], 0.5 * abs(key.location[2])),
                      energy=fill_ratio * light_energy)
-    return SceneSpec(objects=objects, lights=(key, fill), views=tuple(views), classes=("cube",),
+    below = LightSpec(kind="SUN", location=(0.3 * key.location[1], -0.3 * key.location[0], -10.0),
+                      energy=0.6 * fill_ratio * light_energy)
+    return SceneSpec(objects=objects, lights=(key, fill, below), views=tuple(views), classes=("cube",),
                      world=WorldSpec(color=as_tuple(background, 3), strength=1.0))
