@@ -205,7 +205,8 @@ def load_sample(path: Path) -> Sample:
 def read_manifest(dataset_dir: Path) -> list[int] | None:
     """Sample indices the render manifest promises, sorted; None when there is no ``manifest.jsonl``.
 
-    Each line is a JSON object with at least ``"samples": [indices]`` (one line per finished shard).
+    Each line is a JSON object with at least ``"samples": [indices]`` (one line per finished shard). A last line
+    without its newline is one the driver never finished (see pipeline/manifest.py) and is ignored.
 
     Raises:
         ValueError: a line that is not such an object, naming the line.
@@ -214,7 +215,11 @@ def read_manifest(dataset_dir: Path) -> list[int] | None:
     if not path.is_file():
         return None
     indices: set[int] = set()
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    lines = path.read_text().split("\n")
+    torn = lines.pop()  # "" when the file ends with a newline; else a line a killed driver never finished
+    if torn.strip():
+        logger.warning("%s: ignoring a torn last line left by an interrupted render", path)
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:

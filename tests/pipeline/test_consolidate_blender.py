@@ -46,3 +46,24 @@ def test_real_render_round_trip(tmp_path):
             assert np.max(np.abs(decode_depth(target[..., 2])[hit] - view.depth[hit])) <= 0.0005 + 1e-6
     w, h = make_contact_sheet(dataset_dir, 3, tmp_path / "sheet.png")
     assert w > 4 * 32 and h > 3 * 32
+
+
+def test_real_gqn_rooms_consolidate_scene_major(tmp_path):
+    pytest.importorskip("bpy")
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "render.py", "-d", "rooms", "--count", "2", "-g", "gqn_rooms_ring_camera",
+           "-p", "rendering.resolution = 16", "-p", "rendering.render_samples = 2",
+           "-p", "rendering.render_exr = True"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dataset_dir = tmp_path / "rooms"
+    assert validate_raw(dataset_dir)["ok"]
+    result = consolidate(dataset_dir, jobs=1)
+    assert result.layout == "scene-major" and result.rows["scenes_train.h5"] == 2 and not result.bad
+    with h5py.File(dataset_dir / "scenes_train.h5", "r") as fh:
+        s, v, h, w, _ = fh["images"].shape
+        assert (s, h, w) == (2, 16, 16) and v > 1
+        for view in range(v):
+            exr = read_view_exr(dataset_dir / "samples" / "000001" / f"view_{view:02d}.exr")
+            assert np.array_equal(fh["images"][1, view], linear_to_srgb8(exr.rgb))
+            assert np.array_equal(fh["instance"][1, view], exr.instance)

@@ -48,6 +48,7 @@ def test_manifest_counts_and_sidecar_problems(tmp_path):
     dataset_dir = make_raw_dataset(tmp_path, "counts", n_samples=4)
     (dataset_dir / "manifest.jsonl").write_text(
         json.dumps({"shard": 0, "samples": [0, 1]}) + "\n" + json.dumps({"shard": 1, "samples": [2, 3, 4]}) + "\n"
+        + '{"shard": 2, "samp'  # torn last line of a killed driver: ignored
     )
     (dataset_dir / "samples" / "000002" / "sample.json").unlink()
     report = validate.validate_raw(dataset_dir)
