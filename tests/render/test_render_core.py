@@ -90,33 +90,17 @@ def test_sidecar_records_how_the_sample_was_made(multi_dataset):
     assert info["config_hash"] and (multi_dataset / "operative_config.gin").read_text().count("rendering.") >= 3
 
 
-def test_same_command_gives_identical_samples_and_another_seed_another_scene(tmp_path):
+def test_same_command_gives_identical_bytes_and_another_seed_another_scene(tmp_path):
     args = ["-g", "render_multi", *TINY, "--count", "3"]
     run_render(tmp_path / "a", "same", *args)
     run_render(tmp_path / "b", "same", *args)
     run_render(tmp_path / "c", "same", *args, "-p", "dataset.seed = 7")
-    identical_files = 0
     for sa, sb, sc in zip(sample_dirs(tmp_path / "a" / "same"), sample_dirs(tmp_path / "b" / "same"),
                           sample_dirs(tmp_path / "c" / "same"), strict=True):
-        assert (sa / "sample.json").read_bytes() == (sb / "sample.json").read_bytes()
-        identical_files += (sa / "view_00.exr").read_bytes() == (sb / "view_00.exr").read_bytes()
-        (_, (va,)), (_, (vb,)) = load_sample(sa), load_sample(sb)
-        for name in ("instance", "semantic", "depth"):
-            assert np.array_equal(va[name], vb[name]), f"{sa.name}: {name} differs between runs"
-        for name in ("R", "G", "B", "normal.X", "normal.Y", "normal.Z"):
-            # docs/architecture.md: some multi-object scenes differ run to run by one float ulp in shading
-            assert np.allclose(va[name], vb[name], rtol=1e-6, atol=1e-6), f"{sa.name}: {name} differs"
-        a, c = json.loads((sa / "sample.json").read_text()), json.loads((sc / "sample.json").read_text())
-        assert a["seed"] != c["seed"] and a["objects"] != c["objects"]
-    assert identical_files >= 1
-
-
-def test_single_object_renders_are_byte_identical(tmp_path):
-    for d in ("a", "b"):
-        run_render(tmp_path / d, "same", *TINY, "-p", "object.random_viewpoint = 1.0", "--count", "2")
-    for sa, sb in zip(sample_dirs(tmp_path / "a" / "same"), sample_dirs(tmp_path / "b" / "same"), strict=True):
         for name in ("sample.json", "view_00.exr"):
             assert (sa / name).read_bytes() == (sb / name).read_bytes(), f"{sa.name}/{name} differs between runs"
+        a, c = json.loads((sa / "sample.json").read_text()), json.loads((sc / "sample.json").read_text())
+        assert a["seed"] != c["seed"] and a["objects"] != c["objects"]
 
 
 def test_rerun_skips_complete_samples_and_clears_debris_of_dead_processes(tmp_path):
