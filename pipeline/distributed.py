@@ -158,14 +158,17 @@ class Fault:
     index: int
     always: bool = False
 
-    def fire(self, marker_dir: Path) -> None:
+    def fire(self, marker_dir: Path, log_path: Path) -> None:
+        """Acts out the fault (once per dataset unless `always`); notes it in `log_path` first."""
         if not self.always:
             marker_dir.mkdir(parents=True, exist_ok=True)
             try:  # O_EXCL: exactly one process across workers and retries fires a once-fault
                 os.close(os.open(marker_dir / f".fault-{self.action}-{self.index:06d}", os.O_CREAT | os.O_EXCL))
             except FileExistsError:
                 return
-        logger.warning("NSD_FAULT: %s at sample %d (pid %d)", self.action, self.index, os.getpid())
+        message = f"NSD_FAULT: {self.action} at sample {self.index} (pid {os.getpid()})"
+        logger.warning(message)
+        _append_log(log_path, message + "\n")
         if self.action == "kill":
             sys.stdout.flush()
             sys.stderr.flush()
@@ -284,7 +287,7 @@ class ShardWorker:
             for index in shard.indices:
                 fault = self.faults.get(index)
                 if fault is not None and not renderer.is_complete(index):
-                    fault.fire(self.job.log_dir)
+                    fault.fire(self.job.log_dir, self.log_path)
                 renderer.render_sample(index)
         except Exception:
             _append_log(self.log_path, traceback.format_exc())
@@ -615,6 +618,7 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
                 job.log_dir.mkdir(parents=True, exist_ok=True)
                 idle.append(_WorkerSlot(executor.start(next_worker_id, log_path), next_worker_id, log_path))
                 next_worker_id += 1
+                stats.workers_started += 1
             while pending and idle:
                 slot, shard = idle.pop(), pending.popleft()
                 attempts.count[shard.shard_id] = attempts.count.get(shard.shard_id, 0) + 1

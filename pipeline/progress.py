@@ -56,6 +56,7 @@ class Throughput:
         render_call_seconds: time spent inside Cycles' render calls, summed over workers.
         worker_seconds: wall time of all shard attempts, summed over workers.
         workers: workers the run used at once.
+        workers_started: workers started in all (replacements of failed and recycled workers included).
     """
 
     name: str
@@ -70,6 +71,7 @@ class Throughput:
     render_call_seconds: float = 0.0
     worker_seconds: float = 0.0
     workers: int = 0
+    workers_started: int = 0
     _t0: float = field(default_factory=time.perf_counter, repr=False)
 
     def stop_clock(self) -> None:
@@ -82,6 +84,7 @@ class Throughput:
     def line(self) -> str:
         """The closing line, e.g. `selfstudy: 40 samples (38 rendered, 2 already complete) in 12.3 s, ...`."""
         return (f"{self.name}: {self.samples} samples ({self.rendered} rendered, {self.already} already complete) "
-                f"in {self.seconds:.1f} s, {self.samples_per_second:.2f} samples/s, {self.workers} workers; "
+                f"in {self.seconds:.1f} s, {self.samples_per_second:.2f} samples/s, {self.workers} workers "
+                f"({self.workers_started} started); "
                 f"shards: {self.shards_done} finished, {self.shards_skipped} skipped, {self.retries} retried attempts, "
                 f"{len(self.failures)} failed")
