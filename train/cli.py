@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gin
 import paths
+import torch
 
 from train import checkpoint as ckpt
 from train.data import DatasetError
@@ -82,19 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-p", "--bind", action="append", default=[], metavar="BINDING",
                        help="gin binding applied after the files (repeatable), e.g. 'fit.max_steps=50'")
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+        p.add_argument("--threads", type=int, default=0,
+                       help="torch CPU threads (default: torch's choice); 1 is much faster on a busy shared machine")
 
     f = sub.add_parser("fit", help="train a model", description="Train a model; checkpoints and logs go to --run.")
     common(f)
     f.add_argument("--data", required=True, help="dataset folder with scenes_train.h5 (or a NAME under DATA_DIR)")
-    f.add_argument("--run", help="run folder for checkpoints, TensorBoard and configs "
-                                 "(default RUNS_DIR/<dataset>_<timestamp>)")
+    f.add_argument("--run", "--run-dir", dest="run",
+                   help="run folder for checkpoints, TensorBoard and configs (default RUNS_DIR/<dataset>_<timestamp>);"
+                        " under torchrun write --run-dir (torchrun's own parser takes --run for its --run-path)")
     f.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint in --run (without -g, reuse the run's operative config)")
 
     e = sub.add_parser("evaluate", help="PSNR/SSIM/MSE on held-out scenes, with baselines, to JSON",
                        description="Evaluate a run's checkpoint; writes RUN/eval_<split>.json.")
     common(e)
-    e.add_argument("--run", required=True, help="run folder written by fit")
+    e.add_argument("--run", "--run-dir", dest="run", required=True, help="run folder written by fit")
     e.add_argument("--data", help="dataset folder (default: the one the run was trained on)")
     e.add_argument("--split", choices=["train", "val", "test"], help="split to evaluate (default test)")
     e.add_argument("--checkpoint", help="checkpoint file (default: the run's newest)")
@@ -103,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", help="novel views of a scene along a ring: PNG grid and GIF",
                        description="Render a held-out scene from a ring of viewpoints; writes RUN/render/scene_XXXX.*")
     common(r)
-    r.add_argument("--run", required=True, help="run folder written by fit")
+    r.add_argument("--run", "--run-dir", dest="run", required=True, help="run folder written by fit")
     r.add_argument("--data", help="dataset folder (default: the one the run was trained on)")
     r.add_argument("--split", choices=["train", "val", "test"], help="split to take the scene from (default test)")
     r.add_argument("--scene", type=int, help="row of the scene in the split (default 0)")
@@ -152,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     try:
         return _run(args)
     except (ConfigError, DatasetError, ckpt.CheckpointError, RunFolderError) as exc:

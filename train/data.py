@@ -209,7 +209,7 @@ class SceneDataset(torch.utils.data.Dataset):
                 f"{self.path}: reading scene row {scene} failed ({exc}); the file is corrupt or truncated, "
                 "re-run the consolidation step"
             ) from exc
-        images = downsample(raw.astype(np.float32) * np.float32(1.0 / 255.0), self.factor)
+        images = downsample(raw.astype(np.float32) / np.float32(255.0), self.factor)
         return images, viewpoints
 
     def views(self, scene: int, view_indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -163,7 +163,7 @@ class Trainer:
         path = self.run_dir / "metrics.jsonl"
         if not path.exists():
             return
-        kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] < self.step]
+        kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
         _write_text_atomic(path, "".join(ln + "\n" for ln in kept))
 
     # --- loop ----------------------------------------------------------------------------------------------
