@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,7 @@ class Trainer:
         s = self.s
         bar = tqdm(total=s["max_steps"], initial=self.step, disable=not (s["progress"] and self.is_main),
                    desc="fit", unit="step", dynamic_ncols=True)
+        start = time.monotonic()
         with bar:
             for batch in loader:
                 values = self._train_iteration(batch)
@@ -207,6 +209,18 @@ class Trainer:
                     self._log_images()
                 if s["checkpoint_every"] and self.step % s["checkpoint_every"] == 0:
                     self._save()
+                if s["max_minutes"] and self._out_of_time(start):
+                    logger.info("time budget of %g min used up at step %d", s["max_minutes"], self.step)
+                    if self.step % s["log_every"]:
+                        self._log(values)
+                    break
+
+    def _out_of_time(self, start: float) -> bool:
+        """Whether the wall-clock budget is spent (decided by rank 0, so all processes stop at the same step)."""
+        flag = torch.tensor([float(time.monotonic() - start > 60 * self.s["max_minutes"])])
+        if self.info.enabled:
+            torch.distributed.broadcast(flag, src=0)
+        return bool(flag.item())
 
     def _train_iteration(self, batch: Batch) -> dict[str, float]:
         """One step on this process's part of the global batch.
@@ -302,6 +316,7 @@ def fit(
     resume: bool = False,
     model_name: str = "gqn",
     max_steps: int = 1000,
+    max_minutes: float = 0.0,
     batch_size: int = 16,
     min_context: int = 1,
     max_context: int = 5,
@@ -325,6 +340,7 @@ def fit(
         resume: continue from the newest checkpoint in `run_dir`.
         model_name: registered model (`train.models.model_names()`).
         max_steps: stop after this many optimiser steps (counted from the start of the run, not of a resume).
+        max_minutes: also stop once this much wall-clock time is spent in the loop (0: no limit).
         batch_size: global batch (split evenly over DDP processes).
         min_context, max_context: range of context views per step (drawn per step; capped at views - 1).
         seed: seed of weights, batches, view choices and latent noise.
