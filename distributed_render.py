@@ -200,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FatalRenderError, ManifestError, DatasetExistsError) as err:
         print(f"distributed_render.py: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("distributed_render.py: interrupted; finished shards are in the manifest, re-run with -c to continue",
+              file=sys.stderr)
+        return 130
     failures = [f"{stats.name}: {line}" for stats in results for line in stats.failures]
     if len(results) > 1:
         rendered, seconds = sum(s.rendered for s in results), sum(s.seconds for s in results)

@@ -147,6 +147,7 @@ class ShardResult:
     pid: int
     rss_mb: float
     worker_rendered: int
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------- fault hook
@@ -280,7 +281,7 @@ class ShardWorker:
 
         renderer = self._renderer
         start = time.perf_counter()
-        render_call_before = renderer.scene.timings["render_call"]
+        timings_before = dict(renderer.scene.timings)
         rendered_before = renderer.rendered
         _append_log(self.log_path, f"== {shard.describe()}\n")
         try:
@@ -298,7 +299,7 @@ class ShardWorker:
             rendered=renderer.rendered - rendered_before,
             seconds=time.perf_counter() - start,
             setup_seconds=setup_seconds,
-            render_call_seconds=renderer.scene.timings["render_call"] - render_call_before,
+            render_call_seconds=renderer.scene.timings["render_call"] - timings_before.get("render_call", 0.0),
             seed=renderer.settings.seed,
             config_hash=renderer.config_hash,
             blender_version=compat.VERSION_STRING,
@@ -307,6 +308,7 @@ class ShardWorker:
             pid=os.getpid(),
             rss_mb=_rss_mb(),
             worker_rendered=renderer.rendered,
+            timings={k: v - timings_before.get(k, 0.0) for k, v in renderer.scene.timings.items()},
         )
 
     def close(self) -> None:
@@ -494,14 +496,12 @@ def is_nonempty_dir(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
-def default_workers(threads: int, local: bool) -> int:
-    """Workers that fit at once: 1 locally, else the cluster's CPUs divided by `threads`."""
-    if local:
-        return 1
-    import ray
-
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    return max(1, cpus // threads)
+def cluster_worker_slots(threads: int) -> int | None:
+    """Workers of `threads` CPUs that the connected Ray cluster fits at once; None without a Ray connection."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
 
 
 def _reconcile_manifest(job: RenderJob, shards: list[Shard]) -> set[int]:
@@ -588,9 +588,11 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
         stats.stop_clock()
         return stats
 
-    n_workers = options.workers or default_workers(job.threads, options.local)
-    if options.local:
-        n_workers = 1
+    fit = None if options.local else cluster_worker_slots(job.threads)
+    n_workers = 1 if options.local else (options.workers or fit or 1)
+    if fit is not None and n_workers > fit:
+        logger.warning("%d workers of %d threads asked for but the cluster has room for %d at once; the others wait "
+                       "for CPUs", n_workers, job.threads, fit)
     n_workers = min(n_workers, len(todo))
     stats.workers = n_workers
     executor = (executor_factory or (LocalExecutor if options.local else RayExecutor))(job)
@@ -656,6 +658,9 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
                 stats.shards_done += 1
                 stats.render_call_seconds += result.render_call_seconds
                 stats.worker_seconds += result.seconds
+                stats.setup_seconds += result.setup_seconds
+                for key, value in result.timings.items():
+                    stats.timings[key] = stats.timings.get(key, 0.0) + value
                 done_samples.update(shard.indices)
                 if result.worker_rendered >= options.recycle_after or result.rss_mb > options.max_rss_mb:
                     logger.info("recycling worker %d after %d samples (RSS %.0f MiB)", slot.worker_id,

@@ -54,7 +54,9 @@ class Throughput:
         retries: failed attempts that were retried.
         failures: one line per shard that still failed after its retries, with its log path.
         render_call_seconds: time spent inside Cycles' render calls, summed over workers.
-        worker_seconds: wall time of all shard attempts, summed over workers.
+        worker_seconds: wall time of the successful shard attempts, summed over workers.
+        setup_seconds: worker start-up (gin, Blender scene) paid inside those attempts.
+        timings: BlenderScene.timings (build, render_call, denoise, write, clear) summed over those attempts.
         workers: workers the run used at once.
         workers_started: workers started in all (replacements of failed and recycled workers included).
     """
@@ -70,6 +72,8 @@ class Throughput:
     failures: list[str] = field(default_factory=list)
     render_call_seconds: float = 0.0
     worker_seconds: float = 0.0
+    setup_seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
     workers: int = 0
     workers_started: int = 0
     _t0: float = field(default_factory=time.perf_counter, repr=False)
