@@ -207,7 +207,7 @@ def main() -> None:
         "",
         "| way | core-s / scene | PSNR vs 256 samples, 3 bounces | PSNR vs 256 samples, 12 bounces | worst view (3 bounces) |",
         "| --- | --- | --- | --- | --- |",
-        f"| ours: 1 sample, 3 bounces, OIDN (colour + albedo + normal), labels from the same sample | {fast['cpu']:.2f} "
+        f"| ours: 1 sample, 3 bounces, OIDN fast (colour + albedo + normal), labels from the same sample | {fast['cpu']:.2f} "
         f"| {q['fast_vs_ref3']:.1f} dB | {q['fast_vs_ref12']:.1f} dB | {q['fast_vs_ref3_worst_view']:.1f} dB |",
         f"| naive: 16 samples, 12 bounces, no denoiser | {naive['cpu']:.2f} | {q['naive_vs_ref3']:.1f} dB "
         f"| {q['naive_vs_ref12']:.1f} dB | |",
