@@ -47,8 +47,8 @@ NOTE = (
     ' per-call cost (measured at 4x4 pixels) and the rest shading one sample of 4096 pixels; the next gai'
     "ns are Cycles' persistent data between views (~7% in a trial, a core setting not switched on here) a"
     "nd writing only the passes we read (the denoising passes add 7 channels to Blender's intermediate EX"
-    'R). Fewer bounces than 3 did not change the 1-sample cost measurably; 2 samples + OIDN cost ~40% mor'
-    'e for ~2 dB.'
+    'R). Fewer bounces than 3 did not change the 1-sample cost measurably; 2 samples + OIDN cost 10-45% m'
+    'ore (trials under load) for ~2 dB.'
 )
 
 
