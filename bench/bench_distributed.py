@@ -157,6 +157,18 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {case.label} | {workers} | {ms.get('render_call', 0):.0f} | {ms.get('build', 0):.1f} "
                      f"| {ms.get('denoise', 0):.1f} | {ms.get('write', 0):.1f} | {ms.get('clear', 0):.1f} "
                      f"| {stats.setup_seconds:.1f} |")
+    by_key = {(r[0].gin, r[1], r[2]): r for r in rows}
+    lines.append("")
+    for case in CASES:
+        one, two = by_key[(case.gin, 1, True)], by_key[(case.gin, 2, True)]
+        ms1 = 1000 * one[3].timings.get("render_call", 0.0) / one[4]
+        ms2 = 1000 * two[3].timings.get("render_call", 0.0) / two[4]
+        lines.append(
+            f"- {case.label}: persistent workers give {fps[(case.gin, 1, True)] / fps[(case.gin, 1, False)]:.2f}x the "
+            f"frame rate of a process per shard with 1 worker, {fps[(case.gin, 2, True)] / fps[(case.gin, 2, False)]:.2f}x "
+            f"with 2. Going from 1 to 2 persistent workers, one frame's time inside Cycles went from {ms1:.0f} to "
+            f"{ms2:.0f} ms ({100 * (ms2 / ms1 - 1):+.0f}%): the same single-threaded work got slower because the two "
+            "cores were shared with other jobs, which is what limits the 2-worker speed-up here.")
     lines += [
         "",
         "\"Outside Cycles' render calls\" is 1 - (time inside `bpy.ops.render.render`, summed over workers) / "

@@ -673,7 +673,7 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
             running = sum(sample_complete(job.dataset_dir, i) for _, shard, _ in in_flight.values()
                           for i in shard.indices if i not in done_samples)
             progress.update_to(len(done_samples) + running)
-            progress.note(workers=len(in_flight), retries=stats.retries, failed=len(stats.failures))
+            progress.note(busy=len(in_flight), retries=stats.retries, failed=len(stats.failures))
     finally:
         progress.close()
         for slot in idle:
