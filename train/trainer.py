@@ -92,6 +92,8 @@ class Trainer:
     def __init__(self, data_dir: Path, run_dir: Path, resume: bool, **settings: Any) -> None:
         self.data_dir, self.run_dir, self.resume = Path(data_dir), Path(run_dir), resume
         self.s = settings
+        if settings["precision"] not in ("fp32", "bf16"):
+            raise ValueError(f"fit.precision must be 'fp32' or 'bf16', got {settings['precision']!r}")
         self.step = 0
         self.history: list[dict[str, float]] = []
         self._last_saved = -1
@@ -140,8 +142,6 @@ class Trainer:
             torch.autocast(self.device.type, dtype=torch.bfloat16) if s["precision"] == "bf16"
             else contextlib.nullcontext()
         )
-        if s["precision"] not in ("fp32", "bf16"):
-            raise ValueError(f"fit.precision must be 'fp32' or 'bf16', got {s['precision']!r}")
         n_params = sum(p.numel() for p in self.model.parameters())
         logger.info("model %s: %d parameters; %d train scenes of %d views at %d px; rank %d of %d on %s",
                     s["model_name"], n_params, len(self.dataset), self.dataset.num_views, self.dataset.image_size,

@@ -87,3 +87,19 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path: Path, tiny_gin: Pa
     err = capsys.readouterr().err
     assert "step 0: loss is not finite" in err and "lr_initial" in err
     assert ckpt.list_checkpoints(tmp_path / "run") == []
+
+
+def test_bf16_autocast_trains_on_cpu(toy_data: Path, tiny_gin: Path, tmp_path: Path):
+    run = tmp_path / "bf16"
+    assert main(["fit", "-g", str(tiny_gin), "--data", str(toy_data), "--run", str(run), "-p", "fit.max_steps=3",
+                 "-p", "fit.precision='bf16'"]) == 0
+    losses = _losses(run)
+    assert len(losses) == 3 and all(np.isfinite(r["loss"]) for r in losses)
+    # a bad precision name is refused, naming the option
+    with pytest.raises(ValueError, match="fit.precision must be 'fp32' or 'bf16'"):
+        from train.cli import parse_gin
+        from train.trainer import fit
+
+        parse_gin([tiny_gin], ["fit.max_steps=1", "fit.precision='fp16'"])
+        fit(toy_data, tmp_path / "fp16")
+    assert not (tmp_path / "fp16").exists()
