@@ -132,7 +132,21 @@ class RunOptions:
 
 @dataclass
 class ShardResult:
-    """What a worker reports for a finished shard attempt."""
+    """What a worker reports for a finished shard attempt.
+
+    Attributes:
+        shard_id: the shard.
+        rendered: samples this attempt rendered (the others were complete already).
+        seconds: wall time of the attempt, worker start-up excluded.
+        setup_seconds: worker start-up (gin, Blender scene) paid before this attempt (0 after the first).
+        render_call_seconds: time inside Cycles' render calls.
+        seed, config_hash, blender_version, threads: what the manifest line records.
+        node: Ray node id of the worker ("local" without Ray).
+        pid: worker process id.
+        rss_mb: the worker's resident memory after the shard (MiB).
+        worker_rendered: samples the worker rendered since it started (for recycling).
+        timings: BlenderScene.timings spent in this attempt (build, render_call, denoise, write, clear).
+    """
 
     shard_id: int
     rendered: int
