@@ -109,7 +109,7 @@ def main() -> None:
         torch.set_num_threads(default_threads)
         train_ips = max(train.values())
         rows = []
-        for name, ds in (("ours (open once per process, one scene row per item)", SceneDataset(path, 32)),
+        for name, ds in (("ours (file opened once per process, one read per scene row, one conversion per batch)", SceneDataset(path, 32)),
                          ("naive (open the file per item, read views one by one)", NaiveDataset(path, 32))):
             for workers in (0, 2):
                 q, v = loader_rate(ds, args.scenes, args.loader_steps, workers)

@@ -247,10 +247,12 @@ class SceneDataset(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), torch.from_numpy(
             viewpoints[view_indices].copy())
 
+    def _view_order(self, key: ItemKey) -> np.ndarray:
+        """The item's K + 1 distinct views (context first, query last), drawn from its seed."""
+        return np.random.default_rng(key.seed).choice(self.num_views, size=key.n_context + 1, replace=False)
+
     def __getitem__(self, key: ItemKey) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng(key.seed)
-        order = rng.choice(self.num_views, size=key.n_context + 1, replace=False)
-        images, viewpoints = self.views(key.scene, order)
+        images, viewpoints = self.views(key.scene, self._view_order(key))
         return {
             "context_images": images[:-1],
             "context_viewpoints": viewpoints[:-1],
@@ -259,6 +261,53 @@ class SceneDataset(torch.utils.data.Dataset):
             "scene": torch.tensor(key.scene, dtype=torch.int64),
             "noise_seed": torch.tensor(key.seed, dtype=torch.int64),
         }
+
+    def __getitems__(self, keys: list[ItemKey]) -> Batch:
+        """A whole batch at once (DataLoader calls this with a batch sampler): one HDF5 read of all its scene
+        rows and one uint8 -> float conversion, faster than item by item. Same values as `__getitem__`.
+
+        Returns:
+            An already collated `Batch` (see `make_loader`'s collate function); keys with different context
+            counts cannot share a batch and come back as a list of items.
+        """
+        if len({k.n_context for k in keys}) != 1:
+            return [self[k] for k in keys]  # type: ignore[return-value]  # cannot be stacked; items as they are
+        scenes = np.array([k.scene for k in keys])
+        unique, row = np.unique(scenes, return_inverse=True)
+        f = self._h5()
+        try:
+            dset = f["images"]
+            raw = np.stack([dset[int(i)] for i in unique])  # row by row: h5py's list indexing is ~20x slower
+            if self._viewpoints is None:
+                self._read_raw(int(unique[0]))  # loads the viewpoint cache when it is small
+            vps = (self._viewpoints[unique] if self._viewpoints is not None
+                   else np.asarray(f["viewpoints"][unique.tolist()], np.float32))
+        except (OSError, KeyError) as exc:
+            raise DatasetError(
+                f"{self.path}: reading scene rows {unique.tolist()} failed ({exc}); the file is corrupt or "
+                "truncated, re-run the consolidation step"
+            ) from exc
+        order = np.stack([self._view_order(k) for k in keys])  # (B, K + 1)
+        picked = raw[row[:, None], order]  # (B, K + 1, H, W, 3) uint8
+        b, n = order.shape
+        images = to_unit_range(picked.reshape(b * n, *picked.shape[2:]), self.factor)
+        images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).view(b, n, 3, *images.shape[1:3])
+        views = torch.from_numpy(np.ascontiguousarray(vps[row[:, None], order]))
+        return {
+            "context_images": images[:, :-1],
+            "context_viewpoints": views[:, :-1],
+            "query_image": images[:, -1],
+            "query_viewpoint": views[:, -1],
+            "scene": torch.from_numpy(scenes.astype(np.int64)),
+            "noise_seed": torch.tensor([k.seed for k in keys], dtype=torch.int64),
+        }
+
+
+def _collate(items: list[dict[str, torch.Tensor]] | Batch) -> Batch:
+    """Stack items into a batch; a batch that `SceneDataset.__getitems__` already built passes through."""
+    if isinstance(items, dict):
+        return items
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
 class SceneBatchSampler:
@@ -342,6 +391,7 @@ def make_loader(
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=sampler,
+        collate_fn=_collate,
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=False,
@@ -356,7 +406,7 @@ def fixed_batch(dataset: SceneDataset, scenes: list[int], n_context: int, seed: 
         dataset[ItemKey(s, n_context, int(np.random.SeedSequence([seed, 3, s]).generate_state(1)[0]))]
         for s in scenes
     ]
-    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+    return _collate(items)
 
 
 def mean_image(dataset: SceneDataset, max_scenes: int = 2000) -> np.ndarray:

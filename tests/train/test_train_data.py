@@ -114,3 +114,17 @@ def test_wrong_shapes_are_refused(tmp_path: Path):
         f["viewpoints"] = np.zeros((2, 4, 5), np.float32)
     with pytest.raises(DatasetError, match=r"`viewpoints` has shape \(2, 4, 5\), expected \(2, 4, 7\)"):
         SceneDataset(path, image_size=8)
+
+
+def test_batched_fetch_equals_item_by_item(toy_data: Path):
+    ds = SceneDataset(split_path(toy_data, "train"), image_size=16)
+    sampler = SceneBatchSampler(len(ds), ds.num_views, 6, 1, 3, seed=2, max_steps=4)
+    for step in range(4):
+        keys = sampler.batch(step)
+        batched = ds.__getitems__(keys)
+        single = [ds[k] for k in keys]
+        for name, value in batched.items():
+            torch.testing.assert_close(value, torch.stack([it[name] for it in single]), rtol=0, atol=0)
+    mixed = [ItemKey(0, 1, 4), ItemKey(3, 2, 5)]  # different context counts fall back to item by item
+    items = ds.__getitems__(mixed)
+    assert [it["context_images"].shape[0] for it in items] == [1, 2]
