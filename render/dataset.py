@@ -63,6 +63,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_SCRATCH_PREFIX = "nsd-render-"
+
+
+def _sweep_dead_scratch(root: Path) -> None:
+    """Removes scratch folders of renderers on this machine that died without cleaning up (e.g. SIGKILL)."""
+    for folder in sorted(root.glob(f"{_SCRATCH_PREFIX}*")):
+        pid = folder.name[len(_SCRATCH_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 class DatasetRenderer:
     """Renders samples of the dataset configured in gin into `dataset_dir`.
 
@@ -84,7 +95,9 @@ class DatasetRenderer:
         batch = BatchSettings()
         self.config_hash = config_hash(gin.config_str())
         self._tag = f"{socket.gethostname()}-{os.getpid()}"
-        self._work = Path(tempfile.mkdtemp(prefix="nsd-render-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+        scratch_root = Path("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
+        _sweep_dead_scratch(scratch_root)
+        self._work = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-", dir=scratch_root))
         self.scene = BlenderScene(self.rendering, threads, self._work, cache_meshes=batch.cache_obj_frames,
                                   log_path=log_path)
         self.rendered = 0
