@@ -172,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.blender is not None:
             if not os.access(args.blender, os.X_OK):
                 raise ValueError(f"--blender {args.blender} is not an executable file")
-            launcher = (str(args.blender.resolve()), "--background", "--factory-startup", "--python")
+            # -t sizes Blender's task scheduler like render.blender_threads does for the bpy module
+            launcher = (str(args.blender.resolve()), "-t", str(args.threads), "--background", "--factory-startup",
+                        "--python")
         jobs = [RenderJob(dataset_dir=(args.data_dir or paths.DATA_DIR).resolve() / plan.name,
                           gin_files=validate_gin(plan), bindings=plan.bindings, config_dir=paths.CONFIG_DIR,
                           threads=args.threads, launcher=launcher, fault=fault) for plan in plans]

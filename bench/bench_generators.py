@@ -171,8 +171,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from render import generators  # noqa: F401  (registers the generators)
+    from render.blender_threads import load_blender
     from render.catalogue import AssetError
 
+    load_blender(args.threads)  # as render.py and the workers do: no idle task-scheduler threads
     if args.pictures:
         pictures(args.pictures, args.threads)
         return

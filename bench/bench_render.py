@@ -27,6 +27,8 @@ from pathlib import Path
 from render import generators
 from render.gin_setup import parse_gin
 parse_gin(["render_single"], {bindings!r}, Path({repo!r}) / "config")
+from render.blender_threads import load_blender
+load_blender({threads})
 from render.dataset import DatasetRenderer
 r = DatasetRenderer(Path({out!r}), threads={threads})
 r.prepare()

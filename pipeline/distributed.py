@@ -273,7 +273,10 @@ class ShardWorker:
 
         try:
             parse_gin(list(self.job.gin_files), list(self.job.bindings), Path(self.job.config_dir))
-            from render.dataset import DatasetMismatchError, DatasetRenderer  # imports Blender
+            from render.blender_threads import load_blender
+
+            load_blender(self.job.threads)
+            from render.dataset import DatasetMismatchError, DatasetRenderer
 
             renderer = DatasetRenderer(self.job.dataset_dir, threads=self.job.threads, log_path=self.log_path)
             try:

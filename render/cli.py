@@ -10,6 +10,7 @@ from pathlib import Path
 import paths
 
 from render import generators  # noqa: F401  (registers the generators with gin)
+from render.blender_threads import load_blender
 from render.catalogue import AssetError
 from render.gin_setup import ConfigError, parse_gin
 from render.settings import BatchSettings
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         count = batch.num_samples if args.count is None else args.count
         if start < 0 or count < 0:
             raise ConfigError(f"--start ({start}) and --count ({count}) must be >= 0")
-        from render.dataset import DatasetRenderer  # imports Blender: only once the config is known good
+        load_blender(args.threads)  # only once the config is known good
+        from render.dataset import DatasetRenderer
 
         renderer = DatasetRenderer(dataset_dir, threads=args.threads,
                                    log_path=None if not args.verbose else Path("/dev/stderr"))

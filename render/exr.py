@@ -63,8 +63,10 @@ def _unzip(data: bytes, expected: int) -> bytes:
     raw = np.frombuffer(zlib.decompress(data), dtype=np.uint8)
     if raw.size != expected:
         raise ValueError(f"zip block holds {raw.size} bytes, expected {expected}")
-    # undo the delta predictor: t[i] = t[i-1] + raw[i] - 128 (mod 256)
-    t = (np.cumsum(np.concatenate([[int(raw[0])], raw[1:].astype(np.int64) - 128])) % 256).astype(np.uint8)
+    # undo the delta predictor: t[i] = t[i-1] + raw[i] - 128 (mod 256, which uint8 arithmetic does by itself)
+    delta = raw.copy()
+    delta[1:] += 128
+    t = np.cumsum(delta, dtype=np.uint8)
     half = (expected + 1) // 2
     out = np.empty(expected, dtype=np.uint8)
     out[0::2], out[1::2] = t[:half], t[half:]
@@ -73,10 +75,12 @@ def _unzip(data: bytes, expected: int) -> bytes:
 
 def _zip(raw: bytes) -> bytes:
     data = np.frombuffer(raw, dtype=np.uint8)
-    t = np.concatenate([data[0::2], data[1::2]]).astype(np.int64)
-    pred = t.copy()
-    pred[1:] = (t[1:] - t[:-1] + 128) % 256
-    return zlib.compress(pred.astype(np.uint8).tobytes(), 6)
+    t = np.concatenate([data[0::2], data[1::2]])
+    pred = np.empty_like(t)  # the delta predictor in uint8, whose wrap-around is the format's mod 256
+    pred[0] = t[0]
+    np.subtract(t[1:], t[:-1], out=pred[1:])
+    pred[1:] += 128
+    return zlib.compress(pred.tobytes(), 6)
 
 
 def read_exr(path: Path) -> dict[str, np.ndarray]:

@@ -166,6 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # a bad option value met inside a configurable; -v shows where
+        if args.verbose:
+            logger.exception("bad value")
+        print(f"error: {exc} (check the gin bindings and options; -v for the traceback)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; a checkpoint of the last finished step was saved", file=sys.stderr)
         return 130

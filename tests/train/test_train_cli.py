@@ -67,6 +67,15 @@ def test_typo_in_binding_fails_naming_it(toy_data: Path, tiny_gin: Path, tmp_pat
     assert "nope.gin" in capsys.readouterr().err
 
 
+def test_bad_option_value_fails_in_one_line(toy_data: Path, tiny_gin: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture):
+    code = main(["fit", "-g", str(tiny_gin), "--data", str(toy_data), "--run", str(tmp_path / "r"),
+                 "-p", "GQN.representation='towr'"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown GQN representation 'towr'" in err and "Traceback" not in err
+
+
 def test_missing_dataset_fails_naming_the_file(tmp_path: Path, tiny_gin: Path, capsys: pytest.CaptureFixture):
     (tmp_path / "empty").mkdir()
     assert main(["fit", "-g", str(tiny_gin), "--data", str(tmp_path / "empty"), "--run", str(tmp_path / "r")]) == 2
