@@ -123,7 +123,8 @@ def inspect_scene_file(path: str | os.PathLike) -> SceneFileInfo:
     except OSError as exc:
         raise _describe(path, exc) from exc
     if s == 0:
-        raise DatasetError(f"{path}: holds no scenes")
+        raise DatasetError(f"{path}: holds no scenes. Consolidation puts scene i in val when i % 12 == 10 and in "
+                           "test when i % 12 == 11: render at least 12 scenes, or pick another --split")
     return SceneFileInfo(path=path, num_scenes=s, num_views=v, height=h, width=w)
 
 

@@ -91,7 +91,8 @@ def evaluate(
         batch_size: scenes per forward pass.
         seed: seed of the fixed view choice and noise per scene.
         save_predictions: also write `RUN/eval_{split}_predictions.npz` (uint8-free float32 arrays
-            `target`, one per prediction mode and baseline, (N, H, W, 3) in [0, 1], and `scene`).
+            `target`, one per prediction mode and baseline, (N, H, W, 3) in [0, 1], and `scene`) and a picture of
+            the first 8 queries, one row per array, as `RUN/eval_{split}_predictions.png`.
         out: JSON path instead of `RUN/eval_{split}.json`.
         device: "auto", "cpu" or "cuda".
     Returns:
@@ -165,7 +166,22 @@ def evaluate(
     if save_predictions:
         npz = Path(run_dir) / f"eval_{split}_predictions.npz"
         tmp = npz.with_name(f".{npz.stem}.tmp-{os.getpid()}.npz")
-        np.savez_compressed(tmp, **{k2: np.concatenate(v) for k2, v in saved.items()})
+        arrays = {k2: np.concatenate(v) for k2, v in saved.items()}
+        np.savez_compressed(tmp, **arrays)
         os.replace(tmp, npz)
+        _predictions_sheet(arrays, npz.with_suffix(".png"))
     logger.info("wrote %s", destination)
     return result
+
+
+_SHEET_ROWS = (("target", "truth"), ("prior_mean", "prior mean"), ("posterior", "posterior"),
+               ("prior_sample", "prior sample"), ("nearest_context_view", "nearest context"),
+               ("mean_train_image", "mean image"))
+
+
+def _predictions_sheet(arrays: dict[str, np.ndarray], path: Path, columns: int = 8) -> None:
+    """A labelled PNG of the first query views: truth, each prediction mode and each baseline, one row each."""
+    from train.novel_views import _save_atomic, labelled_grid  # novel_views imports this module
+
+    rows = [(label, arrays[key][:columns]) for key, label in _SHEET_ROWS if key in arrays]
+    _save_atomic(labelled_grid(rows, tile=64), path)

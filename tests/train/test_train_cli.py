@@ -43,6 +43,11 @@ def test_fit_evaluate_render_end_to_end(toy_data: Path, tiny_gin: Path, tmp_path
         assert min(np.abs(small[scene] - target[i]).max(axis=(1, 2, 3))) < 1e-6
     own = np.mean([10 * np.log10(1 / np.mean((p - t) ** 2)) for p, t in zip(pred, target, strict=True)])
     assert result["metrics"]["prior_mean"]["psnr"] == pytest.approx(own, abs=1e-9)
+    # the picture beside it: one 64 px row per array (truth, 3 modes, 2 baselines), its first column the truth
+    with Image.open(run / "eval_val_predictions.png") as sheet:
+        assert sheet.height == 6 * (64 + 4) + 4
+        first = np.asarray(sheet.convert("RGB"))[4:68, 114:178].astype(np.float64) / 255
+    assert np.abs(first[::4, ::4] - target[0]).max() < 1 / 255 + 1e-9
     own_mse = np.mean((pred - target) ** 2)
     assert result["metrics"]["prior_mean"]["mse"] == pytest.approx(own_mse, rel=1e-9)
 
