@@ -10,7 +10,7 @@ Two shard kinds, 64x64: one GQN rooms scene (10 views, config/gqn_rooms_ring_cam
 selfstudy samples (config/render_single.gin, one view each) per shard; 1 and 2 single-threaded workers. The
 figures go into the `## Distributed rendering` section of docs/benchmarks.md.
 
-Run: `.venv/bin/python bench/bench_distributed.py` (about 6 minutes on 2 cores).
+Run: `.venv/bin/python bench/bench_distributed.py` (about 7 minutes on 2 cores).
 """
 
 import argparse
@@ -38,6 +38,8 @@ from render.gin_setup import resolve_gin_file  # noqa: E402
 logger = logging.getLogger("bench_distributed")
 
 SECTION = "## Distributed rendering"
+#: GQN scenes of the long persistent-worker runs (1 and 2 workers).
+LONG_SCENES = 120
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{tag}: {frames} frames in {stats.seconds:.1f} s = {frames / stats.seconds:.1f} frames/s",
                           flush=True)
         ceilings.append(machine_ceiling(data_dir))
+        # throughput once start-up and the last shard's tail are small against the run: persistent workers only
+        long_case = Case("GQN rooms scene (10 views) per shard, long run", CASES[0].gin, 10, 1, LONG_SCENES)
+        long_runs = {workers: run_one(long_case, workers, True, data_dir, f"long-w{workers}") for workers in (1, 2)}
         # the same persistent selfstudy runs with Blender's task scheduler sized to every CPU (the way before
         # render/blender_threads.py); the variable must reach the Ray workers, hence a fresh Ray session
         ray.shutdown()
@@ -203,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         f"- Machine ceiling: two independent `render.py` processes (40 selfstudy samples each, no Ray) ran "
         f"{ceilings[0]:.2f}x as fast as one at the start of the benchmark and {ceilings[1]:.2f}x at its end; a "
         "2-worker speed-up can only be judged against that on this shared machine.")
+    long_fps = {w: 10 * long_runs[w].rendered / long_runs[w].seconds for w in (1, 2)}
+    lines.append(
+        f"- Long runs ({LONG_SCENES} GQN rooms scenes in shards of 1, persistent workers, start-up included): "
+        f"{long_fps[1]:.1f} frames/s with 1 worker, {long_fps[2]:.1f} with 2: {long_fps[2] / long_fps[1]:.2f}x.")
     frames = CASES[1].shards * CASES[1].shard_size
     per_frame = {w: 1000 * unlimited[w].timings.get("render_call", 0.0) / frames for w in (1, 2)}
     lines.append(
