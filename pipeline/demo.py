@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(dataset, ignore_errors=True)
         shutil.rmtree(run, ignore_errors=True)
     if (REPO / "distributed_render.py").is_file():
-        _run("render", ["distributed_render.py", "-d", name, "-g", name, "-n", str(args.scenes), "-b", "20", "-c"])
+        _run("render", ["distributed_render.py", "-d", name, "-g", name, "-n", str(args.scenes), "-b", "8", "-c"])
     else:
         _run("render", ["render.py", "--", "-d", name, "-g", name, "--count", str(args.scenes)])
     _run("consolidate", ["preprocess_data.py", "-d", name, "-f", "-e"])
