@@ -213,13 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         f"- Long runs ({LONG_SCENES} GQN rooms scenes in shards of 1, persistent workers, start-up included): "
         f"{long_fps[1]:.1f} frames/s with 1 worker, {long_fps[2]:.1f} with 2: {long_fps[2] / long_fps[1]:.2f}x.")
     frames = CASES[1].shards * CASES[1].shard_size
+    old_fps = {w: frames / unlimited[w].seconds for w in (1, 2)}
     per_frame = {w: 1000 * unlimited[w].timings.get("render_call", 0.0) / frames for w in (1, 2)}
     lines.append(
         f"- Task scheduler: workers import Blender with its TBB scheduler sized to their Cycles threads "
         f"(render/blender_threads.py). Run the old way (`{UNLIMITED_ENV}=1`: a scheduler for every CPU, whose idle "
         f"threads spin in `sched_yield` around each render call), the 40-sample selfstudy shards reached "
-        f"{frames / unlimited[1].seconds:.2f} frames/s with 1 worker and {frames / unlimited[2].seconds:.2f} with 2 "
-        f"({unlimited[2].rendered / unlimited[2].seconds / (unlimited[1].rendered / unlimited[1].seconds):.2f}x), "
+        f"{old_fps[1]:.2f} frames/s with 1 worker and {old_fps[2]:.2f} with 2 ({old_fps[2] / old_fps[1]:.2f}x), "
         f"one frame's render call taking {per_frame[1]:.0f} and {per_frame[2]:.0f} ms.")
     lines += [
         "",

@@ -32,12 +32,12 @@ def load_blender(threads: int) -> bool:
     if "bpy" in sys.modules:
         return False
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if threads <= 0 or threads >= len(allowed) or os.environ.get(UNLIMITED_ENV) == "1":
-        import render.bpy_import  # noqa: F401
-        return False
-    os.sched_setaffinity(0, allowed[:threads])
+    limit = 0 < threads < len(allowed) and os.environ.get(UNLIMITED_ENV) != "1"
+    if limit:
+        os.sched_setaffinity(0, allowed[:threads])
     try:
         import render.bpy_import  # noqa: F401
     finally:
-        os.sched_setaffinity(0, allowed)
-    return True
+        if limit:
+            os.sched_setaffinity(0, allowed)
+    return limit

@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="dataset folder (default: the one the run was trained on)")
     e.add_argument("--split", choices=["train", "val", "test"], help="split to evaluate (default test)")
     e.add_argument("--checkpoint", help="checkpoint file (default: the run's newest)")
-    e.add_argument("--save-predictions", action="store_true", help="also write RUN/eval_<split>_predictions.npz and a .png of the first queries")
+    e.add_argument("--save-predictions", action="store_true",
+                   help="also write RUN/eval_<split>_predictions.npz and a .png of the first queries")
 
     r = sub.add_parser("render", help="novel views of a scene along a ring: PNG grid and GIF",
                        description="Render a held-out scene from a ring of viewpoints; writes RUN/render/scene_XXXX.*")

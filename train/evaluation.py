@@ -181,7 +181,7 @@ _SHEET_ROWS = (("target", "truth"), ("prior_mean", "prior mean"), ("posterior", 
 
 def _predictions_sheet(arrays: dict[str, np.ndarray], path: Path, columns: int = 8) -> None:
     """A labelled PNG of the first query views: truth, each prediction mode and each baseline, one row each."""
-    from train.novel_views import _save_atomic, labelled_grid  # novel_views imports this module
+    from train.novel_views import labelled_grid, save_image_atomic  # novel_views imports this module
 
     rows = [(label, arrays[key][:columns]) for key, label in _SHEET_ROWS if key in arrays]
-    _save_atomic(labelled_grid(rows, tile=64), path)
+    save_image_atomic(labelled_grid(rows, tile=64), path)

@@ -105,7 +105,8 @@ def _predict(model: torch.nn.Module, ctx_images: torch.Tensor, ctx_views: torch.
     return np.concatenate(outs)
 
 
-def _save_atomic(image: Image.Image, path: Path, **kwargs: object) -> None:
+def save_image_atomic(image: Image.Image, path: Path, **kwargs: object) -> None:
+    """Writes a PIL image to `path` through a temporary file, so a crash never leaves half a picture."""
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     image.save(tmp, format=path.suffix.lstrip(".").upper(), **kwargs)
     os.replace(tmp, path)
@@ -167,7 +168,7 @@ def render_views(
     folder = Path(out_dir) if out_dir else Path(run_dir) / "render"
     folder.mkdir(parents=True, exist_ok=True)
     png, gif = folder / f"scene_{scene:04d}.png", folder / f"scene_{scene:04d}.gif"
-    _save_atomic(grid, png)
+    save_image_atomic(grid, png)
     big = 2 * tile
     ctx_strip = labelled_grid([("context", images[ctx])], tile=tile // 2, label_width=60)
     frames = []
