@@ -76,11 +76,14 @@ def run_one(case: Case, workers: int, persistent: bool, data_dir: Path, tag: str
     return stats
 
 
-def machine_ceiling(data_dir: Path, count: int = 40) -> float:
-    """Speed-up of 2 over 1 independent `render.py` processes (no Ray): what two workers can get right now."""
+def machine_ceiling(case: Case, data_dir: Path) -> float:
+    """Speed-up of 2 over 1 independent `render.py` processes (no Ray) rendering `case`'s dataset: what two
+    single-threaded workers can get on this machine right now, start-up included as in the Ray runs."""
+    count = case.shard_size * case.shards // 2
+
     def launch(name: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, str(REPO / "render.py"), "--", "-d", name, "--data_dir", str(data_dir),
-                                 "-g", "render_single", "-p", "rendering.resolution = 64", "--start", "0",
+                                 "-g", case.gin, "-p", "rendering.resolution = 64", "--start", "0",
                                  "--count", str(count)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
 
     start = time.perf_counter()
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         run_one(Case("warm-up", "render_single", 1, 1, 1), 1, True, data_dir, "warmup")
-        ceilings = [machine_ceiling(data_dir)]
+        ceilings = {case.gin: [machine_ceiling(case, data_dir)] for case in CASES}
         for case in CASES:
             for workers in (1, 2):
                 for persistent in (True, False):
@@ -134,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append((case, workers, persistent, stats, frames))
                     print(f"{tag}: {frames} frames in {stats.seconds:.1f} s = {frames / stats.seconds:.1f} frames/s",
                           flush=True)
-        ceilings.append(machine_ceiling(data_dir))
+        for case in CASES:
+            ceilings[case.gin].append(machine_ceiling(case, data_dir))
         # throughput once start-up and the last shard's tail are small against the run: persistent workers only
         long_case = Case("GQN rooms scene (10 views) per shard, long run", CASES[0].gin, 10, 1, LONG_SCENES)
         long_runs = {workers: run_one(long_case, workers, True, data_dir, f"long-w{workers}") for workers in (1, 2)}
@@ -157,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         f"64x64 frames, single-threaded workers on an embedded Ray with 2 CPUs, {len(rows)} runs interleaved; "
         f"load average {load_before[0]:.1f} before and {load_after[0]:.1f} after ({total:.0f} s; the machine is "
         f"shared with other engineers, so absolute figures are noisy). Each run renders a fresh dataset: "
-        f"{CASES[0].shards} GQN rooms scenes (config/gqn_rooms_ring_camera.gin as configured: 1 sample + OIDN, "
+        f"{CASES[0].shards} GQN rooms scenes (config/gqn_rooms_ring_camera.gin as configured: 1 sample + Cycles' OIDN, "
         f"10 views each) in shards of 1 scene, or {CASES[1].shards} shards of 40 selfstudy samples "
         "(config/render_single.gin: 32 samples, PNG). Wall time includes starting the workers.",
         "",
@@ -182,14 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("")
     lines.append("Where persistent workers spend their shard time (ms per frame, summed over workers):")
     lines.append("")
-    lines.append("| shard | workers | Cycles render call | scene build | denoise | write | clear | worker start-up (s) |")
-    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    lines.append("| shard | workers | Cycles render call (with its denoiser) | scene build | write | clear "
+                 "| worker start-up (s) |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
     for case, workers, persistent, stats, frames in rows:
         if not persistent:
             continue
         ms = {k: 1000 * v / frames for k, v in stats.timings.items()}
         lines.append(f"| {case.label} | {workers} | {ms.get('render_call', 0):.0f} | {ms.get('build', 0):.1f} "
-                     f"| {ms.get('denoise', 0):.1f} | {ms.get('write', 0):.1f} | {ms.get('clear', 0):.1f} "
+                     f"| {ms.get('write', 0):.1f} | {ms.get('clear', 0):.1f} "
                      f"| {stats.setup_seconds:.1f} |")
     by_key = {(r[0].gin, r[1], r[2]): r for r in rows}
     lines.append("")
@@ -202,12 +207,16 @@ def main(argv: list[str] | None = None) -> int:
             f"frame rate of a process per shard with 1 worker, {fps[(case.gin, 2, True)] / fps[(case.gin, 2, False)]:.2f}x "
             f"with 2. Going from 1 to 2 persistent workers, one frame's time inside Cycles went from {ms1:.0f} to "
             f"{ms2:.0f} ms ({100 * (ms2 / ms1 - 1):+.0f}%)"
-            + (": the same single-threaded work got slower because the two cores were shared with other jobs, which "
-               "is what limits the 2-worker speed-up here." if ms2 > 1.15 * ms1 else "."))
-    lines.append(
-        f"- Machine ceiling: two independent `render.py` processes (40 selfstudy samples each, no Ray) ran "
-        f"{ceilings[0]:.2f}x as fast as one at the start of the benchmark and {ceilings[1]:.2f}x at its end; a "
-        "2-worker speed-up can only be judged against that on this shared machine.")
+            + (": the same single-threaded work got slower with both cores busy (shared caches and memory, and any "
+               "other tenant of this VM), which limits the 2-worker speed-up here." if ms2 > 1.1 * ms1 else "."))
+    for case in CASES:
+        low, high = sorted(ceilings[case.gin])
+        two_vs_one = fps[(case.gin, 2, True)] / fps[(case.gin, 1, True)]
+        lines.append(
+            f"- Machine ceiling, {case.label}: two independent `render.py` processes (no Ray, "
+            f"{case.shard_size * case.shards // 2} samples each, start-up included) ran {low:.2f}-{high:.2f}x as fast "
+            f"as one (measured at the start and the end of the benchmark); 2 persistent workers reached "
+            f"{two_vs_one:.2f}x, {100 * two_vs_one / high:.0f}-{100 * two_vs_one / low:.0f}% of that.")
     long_fps = {w: 10 * long_runs[w].rendered / long_runs[w].seconds for w in (1, 2)}
     lines.append(
         f"- Long runs ({LONG_SCENES} GQN rooms scenes in shards of 1, persistent workers, start-up included): "
@@ -224,9 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         "",
         "\"Outside Cycles' render calls\" is 1 - (time inside `bpy.ops.render.render`, summed over workers) / "
-        "(workers x wall time): it counts worker start-up, scene building, denoising, file writing, idle workers "
+        "(workers x wall time): it counts worker start-up, scene building, file writing, idle workers "
         "and the driver's scheduling. \"Outside all per-frame renderer work\" also counts the rest of BlenderScene's "
-        "timed per-frame work as rendering (scene build, OIDN denoising in the GQN config, EXR/PNG output, clearing): "
+        "timed per-frame work as rendering (scene build, EXR/PNG output, clearing): "
         "what is left is orchestration (worker start-up, scheduling, idle workers, sidecars). \"Within shards\" leaves out start-up and scheduling (it divides by the summed shard times). "
         "The per-process design's render calls happen in child processes and are not measured (n/a).",
         "",

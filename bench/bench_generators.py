@@ -1,9 +1,9 @@
 """Scene generators: core-seconds per complete labelled scene, where they go, and the rooms' RGB quality.
 
 For every generator config (the GQN rooms and Shepard-Metzler sets, and the fruit still life when its assets are
-fetched) renders scenes through the real path (`DatasetRenderer`: generator, scene build, Cycles, denoise, canonical
+fetched) renders scenes through the real path (`DatasetRenderer`: generator, scene build, Cycles and its denoiser, canonical
 EXR, sidecar) in one process with 1 Cycles thread, after one warm-up scene, and reports CPU time of the process
-(core-seconds: Cycles' and OIDN's threads included) and the split of the wall time. Side by side it renders the
+(core-seconds: every thread of the process) and the split of the wall time. Side by side it renders the
 same rooms the naive way (16 samples, 12 bounces, no denoiser: the render core's plain path) and against 256-sample
 references measures the PSNR of both (sRGB 8-bit, as the consolidated data stores it).
 
@@ -40,15 +40,13 @@ GENERATORS = (
 )
 NAIVE = ["rendering.render_samples = 16", "rendering.denoise = 'none'", "rendering.max_bounces = 12"]
 NOTE = (
-    'Notes: labels cost no extra render: Cycles writes depth and object/material ids from the first sampl'
-    'e of each pixel, so the 1-sample RGB render is also the label pass (the render call column holds bot'
-    'h). The denoiser is one OIDN filter kept alive per process (render/denoise.py), pinned to the Cycles'
-    " thread count. The render call is now ~60% of a room scene, of which ~5 ms a view is Blender's fixed"
-    ' per-call cost (measured at 4x4 pixels) and the rest shading one sample of 4096 pixels; the next gai'
-    "ns are Cycles' persistent data between views (~7% in a trial, a core setting not switched on here) a"
-    "nd writing only the passes we read (the denoising passes add 7 channels to Blender's intermediate EX"
-    'R). Fewer bounces than 3 did not change the 1-sample cost measurably; 2 samples + OIDN cost 10-45% m'
-    'ore (trials under load) for ~2 dB.'
+    "Notes: labels cost no extra render: Cycles writes depth and object/material ids from the first sample of each "
+    "pixel, so the 1-sample RGB render is also the label pass. The render call column holds both and Cycles' own "
+    "OIDN pass ('fast' filter on colour, albedo and normal), which runs at the end of the call. Cycles keeps its "
+    "session between the views of a sample (persistent data) and drops it at each new sample, so a sample's pixels "
+    "do not depend on what the worker rendered before; the kept session saves ~10 ms a view against a fresh one. "
+    "The EXR column is reading Blender's uncompressed multilayer file (~1 ms) and writing the canonical ZIP file "
+    "(~3 ms, zlib level 1)."
 )
 
 
@@ -186,13 +184,13 @@ def main() -> None:
                 fig = measure(config, [], args.scenes, args.threads, tmp_dir / config)
             except AssetError as err:
                 logger.warning("skipping %s: %s", config, err)
-                rows.append(f"| {label} (`{config}`) | not measured: {str(err).splitlines()[0]} | | | | | | | | |")
+                rows.append(f"| {label} (`{config}`) | not measured: {str(err).splitlines()[0]} | | | | | | | |")
                 continue
             figures[config] = fig
             s = fig["split"]
             rows.append(
                 f"| {label} (`{config}`) | {fig['views']} | {fig['cpu']:.2f} | {3600 / fig['cpu']:.0f} | {fig['wall']:.2f} "
-                f"| {1000 * s['render_call']:.0f} | {1000 * s['denoise']:.0f} | {1000 * (s['build'] + s['clear']):.0f} "
+                f"| {1000 * s['render_call']:.0f} | {1000 * (s['build'] + s['clear']):.0f} "
                 f"| {1000 * s['write']:.0f} | {1000 * s['other']:.0f} |")
             logger.info("%s: %s", config, fig)
         room = "gqn_rooms_ring_camera"
@@ -205,14 +203,14 @@ def main() -> None:
     load = os.getloadavg()[0]
     lines = [
         f"Every generator's config as committed, 64x64, 1 Cycles thread, {args.scenes} scenes after one warm-up scene, "
-        "through `DatasetRenderer` (generator, scene build, render, denoise, canonical EXR with RGB, depth, instance, "
-        "semantic and normals, sidecar). Core-seconds = CPU time of the process (Cycles' and OIDN's threads "
-        f"included); the split is wall time per scene. Load average at the end: {load:.2f} on {os.cpu_count()} cores "
+        "through `DatasetRenderer` (generator, scene build, render and denoise, canonical EXR with RGB, depth, instance, "
+        "semantic and normals, sidecar). Core-seconds = CPU time of the process (all its threads); the split is "
+        f"wall time per scene. Load average at the end: {load:.2f} on {os.cpu_count()} cores "
         "(the machine is shared, so wall times run above CPU times).",
         "",
         "| generator | views | core-s / scene | scenes / hour / core | wall s / scene | render call ms (RGB + label "
-        "passes, one call per view) | denoise ms | scene build + clear ms | EXR read + write ms | other ms |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "passes + Cycles' denoiser, one call per view) | scene build + clear ms | EXR read + write ms | other ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
         "Rooms (ring camera), our way against the naive way, same scenes and views; PSNR of the 8-bit sRGB views "
@@ -220,7 +218,7 @@ def main() -> None:
         "",
         "| way | core-s / scene | PSNR vs 256 samples, 3 bounces | PSNR vs 256 samples, 12 bounces | worst view (3 bounces) |",
         "| --- | --- | --- | --- | --- |",
-        f"| ours: 1 sample, 3 bounces, OIDN fast (colour + albedo + normal), labels from the same sample | {fast['cpu']:.2f} "
+        f"| ours: 1 sample, 3 bounces, Cycles' OIDN fast (colour + albedo + normal), labels from the same sample | {fast['cpu']:.2f} "
         f"| {q['fast_vs_ref3']:.1f} dB | {q['fast_vs_ref12']:.1f} dB | {q['fast_vs_ref3_worst_view']:.1f} dB |",
         f"| naive: 16 samples, 12 bounces, no denoiser | {naive['cpu']:.2f} | {q['naive_vs_ref3']:.1f} dB "
         f"| {q['naive_vs_ref12']:.1f} dB | |",

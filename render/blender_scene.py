@@ -9,7 +9,6 @@ import contextlib
 import logging
 import math
 import os
-import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -202,7 +201,7 @@ class BlenderScene:
         self._images: dict[str, bpy.types.Image] = {}
         self._sample_objects: list[bpy.types.Object] = []
         self._sample_data: list = []
-        self.timings: dict[str, float] = {"build": 0.0, "render_call": 0.0, "denoise": 0.0, "write": 0.0, "clear": 0.0}
+        self.timings: dict[str, float] = {"build": 0.0, "render_call": 0.0, "write": 0.0, "clear": 0.0}
         self._setup()
 
     # ----------------------------------------------------------------------------------------- set-up
@@ -218,14 +217,18 @@ class BlenderScene:
         scene.cycles.use_adaptive_sampling = r.adaptive_threshold > 0
         if r.adaptive_threshold > 0:
             scene.cycles.adaptive_threshold = r.adaptive_threshold
-        scene.cycles.use_denoising = False  # Debian's 3.4 lacks OIDN; denoising is ours (rendering.denoise)
+        scene.cycles.use_denoising = False
+        if r.denoise == "cycles":
+            compat.enable_cycles_denoiser(scene, r.denoise_quality)
         scene.cycles.pixel_filter_type = "BLACKMAN_HARRIS"
         scene.cycles.filter_width = r.filter_width
         scene.render.resolution_x = scene.render.resolution_y = r.resolution
         scene.render.resolution_percentage = 100
         scene.render.threads_mode = "FIXED"
         scene.render.threads = self.threads
-        scene.render.use_persistent_data = False
+        # Cycles keeps its session between the views of a sample (~10 ms a render call at 64x64); build() drops
+        # it at each new sample, because a session carried over from another sample changes pixels slightly
+        scene.render.use_persistent_data = True
         scene.render.film_transparent = False
         scene.view_settings.view_transform = "Standard"
         scene.view_settings.look = "None"
@@ -233,8 +236,6 @@ class BlenderScene:
         compat.disable_stamps(scene.render)
         layer = scene.view_layers[0]
         layer.use_pass_z = layer.use_pass_object_index = layer.use_pass_material_index = layer.use_pass_normal = True
-        if r.denoise == "oidn":
-            layer.cycles.denoising_store_passes = True  # "Denoising Albedo" (+ normal, depth) for our denoiser
         if r.render_exr:
             compat.configure_multilayer_exr(scene.render.image_settings)
         else:
@@ -453,6 +454,10 @@ class BlenderScene:
     def build(self, spec: SceneSpec) -> dict:
         """Builds the scene; returns the sidecar's "objects", "lights" and "light" entries."""
         start = time.perf_counter()
+        # switching persistent data off frees Cycles' kept session (an RNA update), so every sample renders from
+        # a fresh one and its pixels do not depend on what this process rendered before (kills and retries)
+        self.scene.render.use_persistent_data = False
+        self.scene.render.use_persistent_data = True
         self.clear()
         objects = [self._add_object(o, k + 1, spec.semantic_id(o.class_name)) for k, o in enumerate(spec.objects)]
         lights = [self._add_light(light, k) for k, light in enumerate(spec.lights)]
@@ -477,10 +482,11 @@ class BlenderScene:
         rendered = time.perf_counter()
         if r.render_exr:
             passes = view_output.read_blender_exr(blender_out, compat.PASS_NAMES)
-            view_output.write_canonical_exr(out_path, view_output.canonical_channels(passes, self._denoised(passes)))
+            view_output.write_canonical_exr(out_path, view_output.canonical_channels(passes))
             blender_out.unlink()
         else:
-            shutil.move(blender_out, out_path)  # the work folder may sit on another file system
+            view_output.write_png_without_text(blender_out, out_path)
+            blender_out.unlink()
         done = time.perf_counter()
         self.timings["build"] += build_done - start
         self.timings["render_call"] += rendered - build_done
@@ -496,19 +502,6 @@ class BlenderScene:
             "viewpoint_gqn": camera_math.gqn_viewpoint(np.asarray(view.location), np.asarray(view.look_at)),
             "viewpoint_xyzyp": camera_math.xyzyp_viewpoint(np.asarray(view.location), np.asarray(view.look_at)),
         }
-
-    def _denoised(self, passes: dict[str, np.ndarray]) -> np.ndarray | None:
-        if self.rendering.denoise != "oidn":
-            return None
-        from render import denoise
-
-        start = time.perf_counter()
-        rgb = denoise.denoise(passes["combined"][..., :3], passes.get("albedo"), passes["normal"], threads=self.threads,
-                              quality=self.rendering.denoise_quality)
-        elapsed = time.perf_counter() - start
-        self.timings["denoise"] += elapsed
-        self.timings["write"] -= elapsed  # render_view counts it in "write"; report it once, as "denoise"
-        return rgb
 
     def clear(self) -> None:
         """Removes everything the last sample added, then purges orphan data blocks."""

@@ -26,10 +26,12 @@ class RenderingSettings:
         render_exr: write the canonical multilayer EXR (RGB, depth, instance, semantic, normals) per view;
             False writes an 8-bit sRGB PNG of the RGB only.
         adaptive_threshold: Cycles adaptive-sampling noise threshold (0 disables adaptive sampling).
-        denoise: "none" or "oidn" (Intel Open Image Denoise via the pyoidn package, fed colour, albedo and
-            normal passes, kept alive across frames; see docs/benchmarks.md for its cost).
+        denoise: "none" or "cycles": Cycles' own Open Image Denoise pass at the end of each render call, fed
+            the colour, albedo and normal of the same samples (needs a Blender whose Cycles has OIDN: the bpy
+            wheel has, Debian's 3.4 has not). See docs/benchmarks.md for its cost.
         filter_width: pixel filter width in pixels (Blackman-Harris); labels come from one sample so they stay hard.
-        denoise_quality: OIDN's "high", "balanced" or "fast" filter (fast costs half of high at 64x64).
+        denoise_quality: OIDN's "high", "balanced" or "fast" filter (fast costs half of high at 64x64; Blender
+            before 4.1 always uses "high").
         max_bounces: most light bounces of a path (Cycles' default 12; simple diffuse rooms look the same with 3).
     """
 
@@ -51,8 +53,11 @@ class RenderingSettings:
             raise ValueError(
                 f"rendering.resolution ({self.resolution}) and rendering.render_samples ({self.render_samples}) must be >= 1"
             )
-        if self.denoise not in ("none", "oidn"):
-            raise ValueError(f"rendering.denoise = {self.denoise!r}; use 'none' or 'oidn'")
+        if self.denoise == "oidn":
+            raise ValueError("rendering.denoise = 'oidn' (pyoidn after the render call) was replaced by 'cycles', the "
+                             "same filter inside Cycles' render call; its pixels differ, so start a new dataset")
+        if self.denoise not in ("none", "cycles"):
+            raise ValueError(f"rendering.denoise = {self.denoise!r}; use 'none' or 'cycles'")
         if self.denoise_quality not in ("high", "balanced", "fast"):
             raise ValueError(f"rendering.denoise_quality = {self.denoise_quality!r}; use 'high', 'balanced' or 'fast'")
         if self.max_bounces < 0:

@@ -1,10 +1,11 @@
-"""Turns the multilayer EXR Blender writes into the project's canonical view EXR (docs/formats.md §1).
+"""Turns what Blender writes into the project's view files: the canonical view EXR (docs/formats.md §1) and PNG.
 
 Blender's own file carries render dates and timings in its header and names its passes differently in
 each version; the canonical file has fixed channel names and no timestamps, so the same render gives the
 same bytes on every run.
 """
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ def read_blender_exr(path: Path, pass_names: dict[str, tuple[str, ...]]) -> dict
         pass_names: canonical pass -> Blender pass names (render.compat.PASS_NAMES).
     Returns:
         Canonical pass name -> float32 array, (H, W) or (H, W, C): "combined" (4), "depth", "instance",
-        "semantic", "normal" (3) and "albedo" (3) where present.
+        "semantic" and "normal" (3) where present.
     """
     channels = exr.read_exr(path)
     wanted = {alias: canonical for canonical, aliases in pass_names.items() for alias in aliases}
@@ -47,18 +48,13 @@ def read_blender_exr(path: Path, pass_names: dict[str, tuple[str, ...]]) -> dict
     return out
 
 
-def canonical_channels(passes: dict[str, np.ndarray], rgb: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Canonical channel dict from Blender's passes.
-
-    Args:
-        passes: output of `read_blender_exr`.
-        rgb: (H, W, 3) colour to store instead of the Combined pass (a denoised one), or None.
-    """
+def canonical_channels(passes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Canonical channel dict from Blender's passes (the output of `read_blender_exr`)."""
     missing = {"combined", "depth", "instance", "semantic", "normal"} - set(passes)
     if missing:
         raise RuntimeError(f"Blender's EXR lacks the passes {sorted(missing)}; were they enabled on the view layer?")
     combined = passes["combined"]
-    color = combined[..., :3] if rgb is None else rgb
+    color = combined[..., :3]
     depth = passes["depth"].copy()
     hit = depth < NO_HIT_DEPTH
     depth[~hit] = np.inf
@@ -79,3 +75,27 @@ def write_canonical_exr(path: Path, channels: dict[str, np.ndarray]) -> None:
     """Writes one-part, ZIP-compressed EXR with exactly `channels` and no other metadata."""
     exr.write_exr(path, {name: a.astype(np.uint32 if a.dtype == np.uint32 else np.float32, copy=False)
                          for name, a in channels.items()}, compression="zip")
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: chunks that carry text and time: Cycles stores each frame's render time in tEXt, which stamps can't turn off
+_PNG_DROPPED = {b"tEXt", b"zTXt", b"iTXt", b"tIME"}
+
+
+def write_png_without_text(src: Path, dst: Path) -> None:
+    """Copies the PNG Blender wrote to `dst` without its text and time chunks, so equal pixels give equal bytes.
+
+    Raises:
+        ValueError: `src` is not a PNG.
+    """
+    data = Path(src).read_bytes()
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ValueError(f"{src} is not a PNG file")
+    kept, pos = [_PNG_SIGNATURE], len(_PNG_SIGNATURE)
+    while pos < len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        end = pos + 12 + length  # length, type, data, CRC
+        if data[pos + 4:pos + 8] not in _PNG_DROPPED:
+            kept.append(data[pos:end])
+        pos = end
+    Path(dst).write_bytes(b"".join(kept))

@@ -118,10 +118,16 @@ def test_rerun_skips_complete_samples_and_clears_debris_of_dead_processes(tmp_pa
     assert not debris.exists()
 
 
-def test_png_output_when_exr_is_off(tmp_path):
-    run_render(tmp_path, "png", "-p", "rendering.resolution = 24", "-p", "rendering.render_samples = 2", "--count", "1")
+def test_png_output_when_exr_is_off_is_byte_identical_across_runs(tmp_path):
+    args = ["-p", "rendering.resolution = 24", "-p", "rendering.render_samples = 2", "--count", "1"]
+    run_render(tmp_path / "a", "png", *args)
+    run_render(tmp_path / "b", "png", *args)
     from skimage import io
 
-    (sample,) = sample_dirs(tmp_path / "png")
+    (sample,) = sample_dirs(tmp_path / "a" / "png")
     image = io.imread(sample / "view_00.png")
     assert image.shape == (24, 24, 3) and image.dtype == np.uint8 and image.std() > 3
+    data = (sample / "view_00.png").read_bytes()
+    # Cycles puts each frame's render time into tEXt chunks; they are dropped, so reruns give equal bytes
+    assert b"tEXt" not in data and b"render_time" not in data
+    assert data == (tmp_path / "b" / "png" / "samples" / sample.name / "view_00.png").read_bytes()
