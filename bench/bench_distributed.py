@@ -7,10 +7,12 @@ Both designs run on the same embedded Ray (2 CPUs), through the same driver (pip
   original design: a new Blender for every batch).
 
 Two shard kinds, 64x64: one GQN rooms scene (10 views, config/gqn_rooms_ring_camera.gin) per shard, and 40
-selfstudy samples (config/render_single.gin, one view each) per shard; 1 and 2 single-threaded workers. The
-figures go into the `## Distributed rendering` section of docs/benchmarks.md.
+selfstudy samples (config/render_single.gin, one view each) per shard; 1 and 2 single-threaded workers. Beside
+them: the machine's ceiling for each kind (two independent render.py processes against one), long GQN runs, and
+workers with Blender's task scheduler sized to every CPU (the way before render/blender_threads.py). The figures
+go into the `## Distributed rendering` section of docs/benchmarks.md.
 
-Run: `.venv/bin/python bench/bench_distributed.py` (about 7 minutes on 2 cores).
+Run: `.venv/bin/python bench/bench_distributed.py` (about 12 minutes on 2 cores).
 """
 
 import argparse
@@ -218,9 +220,12 @@ def main(argv: list[str] | None = None) -> int:
             f"as one (measured at the start and the end of the benchmark); 2 persistent workers reached "
             f"{two_vs_one:.2f}x, {100 * two_vs_one / high:.0f}-{100 * two_vs_one / low:.0f}% of that.")
     long_fps = {w: 10 * long_runs[w].rendered / long_runs[w].seconds for w in (1, 2)}
+    long_outside = {w: 100 * (1 - long_runs[w].timings.get("render_call", 0.0) / (w * long_runs[w].seconds))
+                    for w in (1, 2)}
     lines.append(
         f"- Long runs ({LONG_SCENES} GQN rooms scenes in shards of 1, persistent workers, start-up included): "
-        f"{long_fps[1]:.1f} frames/s with 1 worker, {long_fps[2]:.1f} with 2: {long_fps[2] / long_fps[1]:.2f}x.")
+        f"{long_fps[1]:.1f} frames/s with 1 worker, {long_fps[2]:.1f} with 2: {long_fps[2] / long_fps[1]:.2f}x; "
+        f"outside Cycles' render calls {long_outside[1]:.1f}% and {long_outside[2]:.1f}% of the workers' wall time.")
     frames = CASES[1].shards * CASES[1].shard_size
     old_fps = {w: frames / unlimited[w].seconds for w in (1, 2)}
     per_frame = {w: 1000 * unlimited[w].timings.get("render_call", 0.0) / frames for w in (1, 2)}
