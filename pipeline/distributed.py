@@ -145,7 +145,7 @@ class ShardResult:
         pid: worker process id.
         rss_mb: the worker's resident memory after the shard (MiB).
         worker_rendered: samples the worker rendered since it started (for recycling).
-        timings: BlenderScene.timings spent in this attempt (build, render_call, denoise, write, clear).
+        timings: BlenderScene.timings spent in this attempt (build, render_call, write, clear).
     """
 
     shard_id: int

@@ -56,7 +56,7 @@ class Throughput:
         render_call_seconds: time spent inside Cycles' render calls, summed over workers.
         worker_seconds: wall time of the successful shard attempts, summed over workers.
         setup_seconds: worker start-up (gin, Blender scene) paid inside those attempts.
-        timings: BlenderScene.timings (build, render_call, denoise, write, clear) summed over those attempts.
+        timings: BlenderScene.timings (build, render_call, write, clear) summed over those attempts.
         workers: workers the run used at once.
         workers_started: workers started in all (replacements of failed and recycled workers included).
     """

@@ -151,3 +151,13 @@ def test_every_gqn_config_parses_and_binds_its_generator():
         assert RenderingSettings().render_exr  # labels are stored
         if "shepard" in name:
             assert len(spec.objects) == int(name.split("_")[-2])
+
+
+def test_denoise_settings_name_the_accepted_values():
+    from render.settings import RenderingSettings
+
+    assert RenderingSettings(denoise="cycles").denoise == "cycles"
+    with pytest.raises(ValueError, match="replaced by 'cycles'"):
+        RenderingSettings(denoise="oidn")  # the pyoidn path of earlier versions
+    with pytest.raises(ValueError, match="use 'none' or 'cycles'"):
+        RenderingSettings(denoise="optix")
