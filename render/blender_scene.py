@@ -226,8 +226,8 @@ class BlenderScene:
         scene.render.resolution_percentage = 100
         scene.render.threads_mode = "FIXED"
         scene.render.threads = self.threads
-        # Cycles keeps its session between the views of a sample (~10 ms a render call at 64x64); build() drops
-        # it at each new sample, because a session carried over from another sample changes pixels slightly
+        # Cycles keeps its session between the views of a sample (saving: docs/benchmarks.md, "Scene generators");
+        # build() drops it at each new sample, because a session carried over from another sample changes pixels
         scene.render.use_persistent_data = True
         scene.render.film_transparent = False
         scene.view_settings.view_transform = "Standard"
@@ -454,16 +454,20 @@ class BlenderScene:
     def build(self, spec: SceneSpec) -> dict:
         """Builds the scene; returns the sidecar's "objects", "lights" and "light" entries."""
         start = time.perf_counter()
-        # switching persistent data off frees Cycles' kept session (an RNA update), so every sample renders from
-        # a fresh one and its pixels do not depend on what this process rendered before (kills and retries)
-        self.scene.render.use_persistent_data = False
-        self.scene.render.use_persistent_data = True
+        # every sample renders from a fresh session, so its pixels do not depend on what this process rendered
+        # before (kills and retries)
+        self.drop_cycles_session()
         self.clear()
         objects = [self._add_object(o, k + 1, spec.semantic_id(o.class_name)) for k, o in enumerate(spec.objects)]
         lights = [self._add_light(light, k) for k, light in enumerate(spec.lights)]
         self._set_world(spec)
         self.timings["build"] += time.perf_counter() - start
         return {"objects": objects, "lights": lights, "light": lights[0]["location"] if lights else [0.0, 0.0, 0.0]}
+
+    def drop_cycles_session(self) -> None:
+        """Frees the Cycles session kept since the last render (switching persistent data off does, an RNA update)."""
+        self.scene.render.use_persistent_data = False
+        self.scene.render.use_persistent_data = True
 
     def render_view(self, view: ViewSpec, seed: int, out_path: Path) -> dict:
         """Renders one view into `out_path` (canonical EXR, or PNG) and returns its camera record."""
