@@ -1,11 +1,13 @@
 """EXR codec of the render side (render/exr.py): reading Blender's multilayer file and writing the canonical view.
 
-Renders two GQN rooms scenes (64x64, the config as committed) and keeps the uncompressed multilayer EXRs Blender
-wrote, then times, side by side in one run:
+Renders two GQN rooms scenes (64x64, the config as committed) twice, keeping the uncompressed multilayer EXRs
+Blender wrote as one interleaved part (ours) and as a part per pass (Blender 5.0's default), then times, side by
+side in one run:
 
-* reading them with each part taken in one piece (ours) against block by block (the general path, which files
-  whose blocks are not back to back in line order take);
-* writing the canonical view EXR with zlib level 1 (ours) against level 6 (zlib's default), with file sizes.
+* reading the interleaved file in one piece (ours) against the file with a part per pass, and against reading the
+  interleaved file block by block (the general path, which files whose blocks are not back to back take);
+* writing the canonical view EXR with ISA-L's deflate at level 1 (ours) against zlib's level 1 and level 6 (zlib's
+  default), with file sizes.
 
     .venv/bin/python bench/bench_exr.py [--repeats 5]
 """
@@ -16,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,8 +28,9 @@ sys.path.insert(0, str(REPO))
 from bench.report import write_section  # noqa: E402
 
 
-def blender_files(out: Path, scenes: int) -> list[Path]:
-    """Renders `scenes` rooms scenes and returns copies of the EXRs Blender wrote for their views."""
+def blender_files(out: Path, scenes: int, interleave: bool = True) -> list[Path]:
+    """Renders `scenes` rooms scenes and returns copies of the EXRs Blender wrote for their views (one interleaved
+    part, or Blender 5.0's part per pass)."""
     import paths
     from render import (
         generators,  # noqa: F401  (registers the generators)
@@ -41,14 +45,16 @@ def blender_files(out: Path, scenes: int) -> list[Path]:
 
     kept: list[Path] = []
     read = view_output.read_blender_exr
+    tag = "interleaved" if interleave else "parts"
 
     def keep(path: Path, names: dict) -> dict:
-        kept.append(out / f"blender_{len(kept):03d}.exr")
+        kept.append(out / f"blender_{tag}_{len(kept):03d}.exr")
         shutil.copy(path, kept[-1])
         return read(path, names)
 
     view_output.read_blender_exr = keep
-    renderer = DatasetRenderer(out / "dataset", threads=1)
+    renderer = DatasetRenderer(out / f"dataset_{tag}", threads=1)
+    renderer.scene.scene.render.image_settings.use_exr_interleave = interleave
     try:
         renderer.prepare()
         for index in range(scenes):
@@ -81,9 +87,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-exr-") as tmp:
         tmp_dir = Path(tmp)
         files = blender_files(tmp_dir, args.scenes)
+        part_files = blender_files(tmp_dir, args.scenes, interleave=False)
         from render import compat  # imports bpy, which blender_files loaded with the thread limit
 
         whole = per_file_ms(exr.read_exr, files, args.repeats)
+        per_pass = per_file_ms(exr.read_exr, part_files, args.repeats)
         channels = len(exr.read_exr(files[0]))
         fast_path = exr._uncompressed_lines
         exr._uncompressed_lines = lambda *a, **k: None  # every part through the block-by-block path
@@ -93,14 +101,19 @@ def main() -> None:
             exr._uncompressed_lines = fast_path
         views = [view_output.canonical_channels(view_output.read_blender_exr(f, compat.PASS_NAMES)) for f in files]
         writes = {}
-        for level in (1, 6):
-            exr.ZIP_LEVEL = level
-            targets = [tmp_dir / f"canonical_{level}_{k:03d}.exr" for k in range(len(views))]
-            pairs = dict(zip(targets, views, strict=True))
-            ms = per_file_ms(lambda t, pairs=pairs: view_output.write_canonical_exr(t, pairs[t]), targets, args.repeats)
-            writes[level] = (ms, sum(t.stat().st_size for t in targets) / len(targets) / 1024)
-        exr.ZIP_LEVEL = 1
-        canonical_read = per_file_ms(exr.read_exr, [tmp_dir / f"canonical_1_{k:03d}.exr" for k in range(len(views))],
+        ours = exr._deflate
+        deflaters = {"isal 1": ours, "zlib 1": lambda d: zlib.compress(d, 1), "zlib 6": lambda d: zlib.compress(d, 6)}
+        try:
+            for name, deflate in deflaters.items():
+                exr._deflate = deflate
+                targets = [tmp_dir / f"canonical_{name[:4]}{name[-1]}_{k:03d}.exr" for k in range(len(views))]
+                pairs = dict(zip(targets, views, strict=True))
+                ms = per_file_ms(lambda t, pairs=pairs: view_output.write_canonical_exr(t, pairs[t]), targets,
+                                 args.repeats)
+                writes[name] = (ms, sum(t.stat().st_size for t in targets) / len(targets) / 1024)
+        finally:
+            exr._deflate = ours
+        canonical_read = per_file_ms(exr.read_exr, [tmp_dir / f"canonical_isal1_{k:03d}.exr" for k in range(len(views))],
                                      args.repeats)
     raw_kb = sum(a.nbytes for a in views[0].values()) / 1024
     lines = [
@@ -109,11 +122,19 @@ def main() -> None:
         "",
         "| step | ours | other way | ratio |",
         "| --- | --- | --- | --- |",
-        f"| read Blender's multilayer EXR (uncompressed, {channels} channels) | {whole:.2f} ms "
-        f"(each part in one piece) | {by_block:.2f} ms (block by block) | {by_block / whole:.1f}x |",
-        f"| write the canonical view EXR ({raw_kb:.0f} KiB of channels, ZIP) | {writes[1][0]:.2f} ms, "
-        f"{writes[1][1]:.1f} KiB (zlib level 1) | {writes[6][0]:.2f} ms, {writes[6][1]:.1f} KiB (level 6) "
-        f"| {writes[6][0] / writes[1][0]:.1f}x faster, {100 * (writes[1][1] / writes[6][1] - 1):+.1f}% bytes |",
+        f"| read Blender's multilayer EXR (uncompressed, {channels} channels) | {whole:.2f} ms (one interleaved "
+        f"part, read in one piece) | {per_pass:.2f} ms (a part per pass, Blender 5.0's default) | "
+        f"{per_pass / whole:.1f}x |",
+        f"| the same, the interleaved file | {whole:.2f} ms (in one piece) | {by_block:.2f} ms (block by block) | "
+        f"{by_block / whole:.1f}x |",
+    ]
+    ours_ms, ours_kb = writes["isal 1"]
+    for name in ("zlib 1", "zlib 6"):
+        ms, kb = writes[name]
+        lines.append(f"| write the canonical view EXR ({raw_kb:.0f} KiB of channels, ZIP) | {ours_ms:.2f} ms, "
+                     f"{ours_kb:.1f} KiB (ISA-L level 1) | {ms:.2f} ms, {kb:.1f} KiB (zlib level {name[-1]}) | "
+                     f"{ms / ours_ms:.1f}x faster, {100 * (ours_kb / kb - 1):+.1f}% bytes |")
+    lines += [
         f"| read the canonical view EXR | {canonical_read:.2f} ms | | |",
     ]
     print("\n".join(lines))

@@ -9,9 +9,11 @@ How a dataset gets rendered (`render_dataset`):
    Blender scene) for every shard it gets; a `ProcessShardWorker` instead launches one `render.py` process
    per shard (a stock `blender --background --python render.py`, or the original one-process-per-batch
    design the benchmark compares with).
-3. Idle workers get the next shard. A shard attempt that raises or whose worker dies (SIGKILL, OOM) costs
-   that worker its life: it is killed, its log under `DATA_DIR/NAME/logs/` is kept, and the shard goes back
-   to the queue for a fresh worker, at most `retries` times. Samples are published atomically by
+3. Workers get the next shards; a Ray worker holds a second one while it renders the first (while at least one
+   shard per worker is left), so it never waits for the driver between shards. A shard attempt that raises or
+   whose worker dies (SIGKILL, OOM) costs that worker its life: it is killed, its log under `DATA_DIR/NAME/logs/`
+   is kept, and the shard goes back to the queue for a fresh worker, at most `retries` times; a shard that was
+   only waiting on that worker goes back without using an attempt. Samples are published atomically by
    DatasetRenderer, so a retry renders only the samples still missing.
 4. When an attempt returns, the driver checks on disk that every sample of the shard is complete and only
    then appends the shard's manifest line. The driver is the manifest's only writer.
@@ -395,7 +397,13 @@ class ProcessShardWorker:
 
 # --------------------------------------------------------------------------------------------- executors
 class _Executor(Protocol):
-    """Starts workers and runs shard attempts on them (in-process or on Ray)."""
+    """Starts workers and runs shard attempts on them (in-process or on Ray).
+
+    `queue_depth` is how many attempts a worker may hold at once: Ray actors run theirs in submission order, so a
+    second one waits on the worker and starts the moment the first returns, without a round trip to the driver.
+    """
+
+    queue_depth: int
 
     def start(self, worker_id: int, log_path: Path) -> Any: ...
     def submit(self, worker: Any, shard: Shard) -> Any: ...
@@ -417,6 +425,8 @@ class _Done:
 
 class LocalExecutor:
     """Runs shard attempts in the driver process, one at a time; `submit` does the work."""
+
+    queue_depth = 1
 
     def __init__(self, job: RenderJob) -> None:
         self.job = job
@@ -451,6 +461,8 @@ class LocalExecutor:
 
 class RayExecutor:
     """Runs shard attempts on Ray actors (one worker process each, `num_cpus = job.threads`)."""
+
+    queue_depth = 2
 
     def __init__(self, job: RenderJob) -> None:
         import ray
@@ -565,7 +577,15 @@ class _WorkerSlot:
     worker_id: int
     log_path: Path
     failed: bool = False
-    busy: bool = False
+    retiring: bool = False  # gets no more shards; stopped once its queue is empty
+    queue: list[Any] = field(default_factory=list)  # tickets of its attempts, in submission order
+
+
+@dataclass
+class _Attempt:
+    slot: _WorkerSlot
+    shard: Shard
+    seq: int  # submission order: a worker runs its attempts in this order
 
 
 @dataclass
@@ -617,33 +637,59 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
     manifest_file = manifest_io.manifest_path(job.dataset_dir)
     pending: deque[Shard] = deque(todo)
     attempts = _Attempts()
-    idle: list[_WorkerSlot] = []
-    in_flight: dict[Any, tuple[_WorkerSlot, Shard, float]] = {}
+    slots: list[_WorkerSlot] = []
+    in_flight: dict[Any, _Attempt] = {}
     done_samples = set(complete)
     next_worker_id = 0
+    submitted = 0
     progress = SampleProgress(job.name, num_samples, len(complete), enabled=options.progress)
 
     def retire(slot: _WorkerSlot, graceful: bool) -> None:
+        slots.remove(slot)
+        for ticket in slot.queue:  # attempts queued behind a failed one: they get a fair attempt elsewhere
+            if ticket in in_flight:
+                requeued = in_flight.pop(ticket).shard
+                attempts.count[requeued.shard_id] -= 1
+                pending.appendleft(requeued)
+        slot.queue.clear()
         try:
             executor.stop(slot.handle, graceful)
         finally:
             if not slot.failed:
                 slot.log_path.unlink(missing_ok=True)
 
+    def fill(slot: _WorkerSlot, depth: int) -> None:
+        nonlocal submitted
+        while pending and not slot.retiring and len(slot.queue) < depth:
+            shard = pending.popleft()
+            attempts.count[shard.shard_id] = attempts.count.get(shard.shard_id, 0) + 1
+            ticket = executor.submit(slot.handle, shard)
+            in_flight[ticket] = _Attempt(slot, shard, submitted)
+            slot.queue.append(ticket)
+            submitted += 1
+
     try:
         while pending or in_flight:
-            while pending and len(idle) + len(in_flight) < n_workers:
+            while pending and len(slots) < n_workers:
                 log_path = job.log_dir / f"{run_tag}-worker{next_worker_id:03d}.log"
                 job.log_dir.mkdir(parents=True, exist_ok=True)
-                idle.append(_WorkerSlot(executor.start(next_worker_id, log_path), next_worker_id, log_path))
+                slots.append(_WorkerSlot(executor.start(next_worker_id, log_path), next_worker_id, log_path))
                 next_worker_id += 1
                 stats.workers_started += 1
-            while pending and idle:
-                slot, shard = idle.pop(), pending.popleft()
-                attempts.count[shard.shard_id] = attempts.count.get(shard.shard_id, 0) + 1
-                in_flight[executor.submit(slot.handle, shard)] = (slot, shard, time.perf_counter())
-            for ticket in executor.wait(list(in_flight), options.poll_seconds):
-                slot, shard, started = in_flight.pop(ticket)
+            for slot in list(slots):
+                fill(slot, 1)
+            # a second shard waits on a worker only while every worker could get one: the last shards go to
+            # whichever worker frees up first, and never queue behind a slow (or stalled) one
+            if len(pending) >= len(slots):
+                for slot in list(slots):
+                    fill(slot, executor.queue_depth)
+            ready = executor.wait(list(in_flight), options.poll_seconds)
+            for ticket in sorted(ready, key=lambda t: in_flight[t].seq):
+                if ticket not in in_flight:  # requeued when its worker failed on an earlier attempt
+                    continue
+                attempt = in_flight.pop(ticket)
+                slot, shard = attempt.slot, attempt.shard
+                slot.queue.remove(ticket)
                 try:
                     result = executor.outcome(ticket, slot.log_path)
                     missing = [i for i in shard.indices if not sample_complete(job.dataset_dir, i)]
@@ -679,25 +725,23 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
                 for key, value in result.timings.items():
                     stats.timings[key] = stats.timings.get(key, 0.0) + value
                 done_samples.update(shard.indices)
-                if result.worker_rendered >= options.recycle_after or result.rss_mb > options.max_rss_mb:
+                if not slot.retiring and (result.worker_rendered >= options.recycle_after
+                                          or result.rss_mb > options.max_rss_mb):
                     logger.info("recycling worker %d after %d samples (RSS %.0f MiB)", slot.worker_id,
                                 result.worker_rendered, result.rss_mb)
+                    slot.retiring = True
+                if not slot.queue and (slot.retiring or not pending):
                     retire(slot, graceful=True)
-                elif pending:
-                    idle.append(slot)
-                else:
-                    retire(slot, graceful=True)
-            running = sum(sample_complete(job.dataset_dir, i) for _, shard, _ in in_flight.values()
-                          for i in shard.indices if i not in done_samples)
+            running = sum(sample_complete(job.dataset_dir, i) for a in in_flight.values()
+                          for i in a.shard.indices if i not in done_samples)
             progress.update_to(len(done_samples) + running)
-            progress.note(busy=len(in_flight), retries=stats.retries, failed=len(stats.failures))
+            progress.note(busy=len({id(a.slot) for a in in_flight.values()}), retries=stats.retries,
+                          failed=len(stats.failures))
     finally:
         progress.close()
-        for slot in idle:
-            retire(slot, graceful=True)
-        for slot, _, _ in in_flight.values():  # only after an error in the driver itself
-            slot.failed = True
-            retire(slot, graceful=False)
+        for slot in list(slots):  # idle ones close; busy ones only after an error in the driver itself
+            slot.failed = slot.failed or bool(slot.queue)
+            retire(slot, graceful=not slot.queue)
         _remove_empty_log_dir(job)
     stats.rendered = sum(sample_complete(job.dataset_dir, i) for s in shards for i in s.indices) - len(complete)
     stats.stop_clock()

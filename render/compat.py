@@ -31,6 +31,8 @@ def configure_multilayer_exr(image_settings: "bpy.types.ImageFormatSettings") ->
     image_settings.file_format = "OPEN_EXR_MULTILAYER"
     image_settings.color_depth = "32"
     image_settings.exr_codec = "NONE"
+    if hasattr(image_settings, "use_exr_interleave"):  # 5.0 writes a part per pass unless told to interleave
+        image_settings.use_exr_interleave = True
 
 
 def configure_png(image_settings: "bpy.types.ImageFormatSettings") -> None:

@@ -123,10 +123,12 @@ class FakeExecutor:
 
     instances: list["FakeExecutor"] = []
 
-    def __init__(self, job: RenderJob, fail: dict[tuple[int, int], str] | None = None) -> None:
-        self.job, self.fail = job, fail or {}
+    def __init__(self, job: RenderJob, fail: dict[tuple[int, int], str] | None = None, queue_depth: int = 1) -> None:
+        self.job, self.fail, self.queue_depth = job, fail or {}, queue_depth
         self.attempts: dict[int, int] = {}
         self.started, self.stopped, self.published = [], [], []
+        self.outstanding: dict[int, int] = {}  # worker id -> attempts submitted and not yet collected
+        self.most_outstanding = 0
         FakeExecutor.instances.append(self)
 
     def start(self, worker_id, log_path):
@@ -145,6 +147,8 @@ class FakeExecutor:
                 (folder / "sample.json").write_text("{}")
                 self.published.append(i)
                 worker["rendered"] += 1
+        self.outstanding[worker["id"]] = self.outstanding.get(worker["id"], 0) + 1
+        self.most_outstanding = max(self.most_outstanding, self.outstanding[worker["id"]])
         return Ticket(worker, shard, mode)
 
     def wait(self, tickets, timeout):
@@ -152,6 +156,7 @@ class FakeExecutor:
 
     def outcome(self, ticket, log_path):
         worker, shard, mode = ticket.worker, ticket.shard, ticket.mode
+        self.outstanding[worker["id"]] -= 1
         if mode == "die":
             raise WorkerFailure("worker died", log_path)
         return ShardResult(shard_id=shard.shard_id, rendered=0, seconds=0.1, setup_seconds=0.0,
@@ -185,6 +190,23 @@ def test_driver_retries_on_fresh_workers_and_records_each_shard_once(tmp_path):
     # three failed attempts cost three workers (killed, not closed); their logs are kept, the others' removed
     assert sum(1 for _, graceful in fake.stopped if not graceful) == 3
     assert len(sorted((job.dataset_dir / "logs").glob("*.log"))) == 3
+
+
+def test_queued_shards_behind_a_failed_one_are_requeued_without_losing_an_attempt(tmp_path):
+    job = _job(tmp_path)
+    _write_dataset_json(job)
+    fail = {(1, 1): "die", (4, 1): "short"}
+    stats = render_dataset(job, 20, 2, RunOptions(workers=2, retries=1, resume=True, progress=False),
+                           executor_factory=lambda j: FakeExecutor(j, fail, queue_depth=2))
+    fake = FakeExecutor.instances[-1]
+    assert fake.most_outstanding == 2  # workers held a second shard while the first ran
+    assert sum(fake.attempts.values()) > 10 + 2  # shards queued on the killed workers were submitted again
+    assert stats.failures == [] and stats.retries == 2 and stats.rendered == 20
+    assert sorted(fake.published) == list(range(20))
+    records = assert_exactly(job.dataset_dir, 20, 2)
+    # only the failed shards used an attempt; the ones queued behind them on the killed workers did not
+    assert {r["shard"]: r["attempts"] for r in records} == {k: 2 if k in (1, 4) else 1 for k in range(10)}
+    assert sum(1 for _, graceful in fake.stopped if not graceful) == 2
 
 
 def test_driver_gives_up_after_retries_and_resume_finishes(tmp_path):
