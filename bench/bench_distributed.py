@@ -8,11 +8,12 @@ Both designs run on the same embedded Ray (2 CPUs), through the same driver (pip
 
 Two shard kinds, 64x64: one GQN rooms scene (10 views, config/gqn_rooms_ring_camera.gin) per shard, and 40
 selfstudy samples (config/render_single.gin, one view each) per shard; 1 and 2 single-threaded workers. Beside
-them: the machine's ceiling for each kind (two independent render.py processes against one), long GQN runs, and
-workers with Blender's task scheduler sized to every CPU (the way before render/blender_threads.py). The figures
-go into the `## Distributed rendering` section of docs/benchmarks.md.
+them: the machine's ceiling for each kind (two independent render.py processes against one), long GQN runs with
+a second shard waiting on each worker (ours) and with one shard at a time, and workers with Blender's task
+scheduler sized to every CPU (the way before render/blender_threads.py). The figures go into the
+`## Distributed rendering` section of docs/benchmarks.md.
 
-Run: `.venv/bin/python bench/bench_distributed.py` (about 12 minutes on 2 cores).
+Run: `.venv/bin/python bench/bench_distributed.py` (about 14 minutes on 2 cores).
 """
 
 import argparse
@@ -32,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import paths  # noqa: E402
-from pipeline.distributed import RenderJob, RunOptions, render_dataset  # noqa: E402
+from pipeline.distributed import RayExecutor, RenderJob, RunOptions, render_dataset  # noqa: E402
 from pipeline.progress import Throughput  # noqa: E402
 from render.blender_threads import UNLIMITED_ENV  # noqa: E402
 from render.gin_setup import resolve_gin_file  # noqa: E402
@@ -143,7 +144,16 @@ def main(argv: list[str] | None = None) -> int:
             ceilings[case.gin].append(machine_ceiling(case, data_dir))
         # throughput once start-up and the last shard's tail are small against the run: persistent workers only
         long_case = Case("GQN rooms scene (10 views) per shard, long run", CASES[0].gin, 10, 1, LONG_SCENES)
-        long_runs = {workers: run_one(long_case, workers, True, data_dir, f"long-w{workers}") for workers in (1, 2)}
+        # and the same with one shard at a time per worker (the driver before shards were queued on workers)
+        long_runs, one_at_a_time = {}, {}
+        depth = RayExecutor.queue_depth
+        for workers in (1, 2):
+            long_runs[workers] = run_one(long_case, workers, True, data_dir, f"long-w{workers}")
+            RayExecutor.queue_depth = 1
+            try:
+                one_at_a_time[workers] = run_one(long_case, workers, True, data_dir, f"long-depth1-w{workers}")
+            finally:
+                RayExecutor.queue_depth = depth
         # the same persistent selfstudy runs with Blender's task scheduler sized to every CPU (the way before
         # render/blender_threads.py); the variable must reach the Ray workers, hence a fresh Ray session
         ray.shutdown()
@@ -168,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         "(config/render_single.gin: 32 samples, PNG). Wall time includes starting the workers.",
         "",
         "| shard | workers | design | frames | wall s | frames/s | persistent / per-process | 2 vs 1 worker "
-        "| outside Cycles' render calls | outside all per-frame renderer work | outside render calls, within shards |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| outside Cycles' render calls | outside all per-frame renderer work | outside render calls, within shards "
+        "| worker's wait between shards |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for case, workers, persistent, stats, frames in rows:
         key = (case.gin, workers, persistent)
@@ -183,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                        f"{100 * (1 - inside / stats.worker_seconds):.1f}%"]
         else:
             outside = ["n/a"] * 3
+        outside.append(f"{1000 * stats.between_shards_seconds / max(1, stats.between_shards):.1f} ms")
         lines.append(f"| {case.label} | {workers} | {'persistent workers' if persistent else 'process per shard'} "
                      f"| {frames} | {stats.seconds:.1f} | {fps[key]:.2f} | {ratio} | {speedup} | {' | '.join(outside)} |")
     lines.append("")
@@ -219,13 +231,22 @@ def main(argv: list[str] | None = None) -> int:
             f"{case.shard_size * case.shards // 2} samples each, start-up included) ran {low:.2f}-{high:.2f}x as fast "
             f"as one (measured at the start and the end of the benchmark); 2 persistent workers reached "
             f"{two_vs_one:.2f}x, {100 * two_vs_one / high:.0f}-{100 * two_vs_one / low:.0f}% of that.")
-    long_fps = {w: 10 * long_runs[w].rendered / long_runs[w].seconds for w in (1, 2)}
-    long_outside = {w: 100 * (1 - long_runs[w].timings.get("render_call", 0.0) / (w * long_runs[w].seconds))
-                    for w in (1, 2)}
+    def long_figures(runs: dict[int, Throughput]) -> tuple[str, str, str, str]:
+        fps_ = {w: 10 * runs[w].rendered / runs[w].seconds for w in (1, 2)}
+        outside = [100 * (1 - runs[w].render_call_seconds / (w * runs[w].seconds)) for w in (1, 2)]
+        within = [100 * (1 - runs[w].render_call_seconds / runs[w].worker_seconds) for w in (1, 2)]
+        wait = [1000 * runs[w].between_shards_seconds / max(1, runs[w].between_shards) for w in (1, 2)]
+        return (f"{fps_[1]:.1f} frames/s with 1 worker, {fps_[2]:.1f} with 2 ({fps_[2] / fps_[1]:.2f}x)",
+                f"{outside[0]:.1f}% and {outside[1]:.1f}%", f"{within[0]:.1f}% and {within[1]:.1f}%",
+                f"{wait[0]:.1f} and {wait[1]:.1f} ms")
+
+    ours, before = long_figures(long_runs), long_figures(one_at_a_time)
     lines.append(
         f"- Long runs ({LONG_SCENES} GQN rooms scenes in shards of 1, persistent workers, start-up included): "
-        f"{long_fps[1]:.1f} frames/s with 1 worker, {long_fps[2]:.1f} with 2: {long_fps[2] / long_fps[1]:.2f}x; "
-        f"outside Cycles' render calls {long_outside[1]:.1f}% and {long_outside[2]:.1f}% of the workers' wall time.")
+        f"{ours[0]}; outside Cycles' render calls {ours[1]} of the workers' wall time ({ours[2]} within shards); "
+        f"a worker waited {ours[3]} between two shards. The same runs with one shard at a time per worker (the "
+        f"driver before a second shard waited on each worker): {before[0]}; outside the render calls {before[1]}; "
+        f"{before[3]} between two shards.")
     frames = CASES[1].shards * CASES[1].shard_size
     old_fps = {w: frames / unlimited[w].seconds for w in (1, 2)}
     per_frame = {w: 1000 * unlimited[w].timings.get("render_call", 0.0) / frames for w in (1, 2)}
@@ -242,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         "and the driver's scheduling. \"Outside all per-frame renderer work\" also counts the rest of BlenderScene's "
         "timed per-frame work as rendering (scene build, EXR/PNG output, clearing): "
         "what is left is orchestration (worker start-up, scheduling, idle workers, sidecars). \"Within shards\" leaves out start-up and scheduling (it divides by the summed shard times). "
-        "The per-process design's render calls happen in child processes and are not measured (n/a).",
+        "The per-process design's render calls happen in child processes and are not measured (n/a). "
+        "\"Wait between shards\" is, per pair of consecutive shards on one worker, the time from the end of the first to "
+        "the start of the second on the worker's clock.",
         "",
         f"Command: `.venv/bin/python bench/bench_distributed.py` ({datetime.date.today().isoformat()})",
         "",

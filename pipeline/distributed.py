@@ -148,6 +148,7 @@ class ShardResult:
         rss_mb: the worker's resident memory after the shard (MiB).
         worker_rendered: samples the worker rendered since it started (for recycling).
         timings: BlenderScene.timings spent in this attempt (build, render_call, write, clear).
+        finished_at: when the attempt ended, on the worker's clock (epoch seconds).
     """
 
     shard_id: int
@@ -164,6 +165,7 @@ class ShardResult:
     rss_mb: float
     worker_rendered: int
     timings: dict[str, float] = field(default_factory=dict)
+    finished_at: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------------- fault hook
@@ -328,6 +330,7 @@ class ShardWorker:
             rss_mb=_rss_mb(),
             worker_rendered=renderer.rendered,
             timings={k: v - timings_before.get(k, 0.0) for k, v in renderer.scene.timings.items()},
+            finished_at=time.time(),
         )
 
     def close(self) -> None:
@@ -388,7 +391,7 @@ class ProcessShardWorker:
             shard_id=shard.shard_id, rendered=rendered, seconds=seconds, setup_seconds=0.0,
             render_call_seconds=0.0, seed=int(info["seed"]), config_hash=str(info["config_hash"]),
             blender_version=str(sidecar["blender_version"]), threads=int(sidecar["threads"]), node=_node_id(),
-            pid=os.getpid(), rss_mb=_rss_mb(), worker_rendered=self.rendered,
+            pid=os.getpid(), rss_mb=_rss_mb(), worker_rendered=self.rendered, finished_at=time.time(),
         )
 
     def close(self) -> None:
@@ -578,6 +581,7 @@ class _WorkerSlot:
     log_path: Path
     failed: bool = False
     retiring: bool = False  # gets no more shards; stopped once its queue is empty
+    last_finished: float | None = None  # worker clock at the end of its last successful attempt
     queue: list[Any] = field(default_factory=list)  # tickets of its attempts, in submission order
 
 
@@ -724,6 +728,11 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
                 stats.setup_seconds += result.setup_seconds
                 for key, value in result.timings.items():
                     stats.timings[key] = stats.timings.get(key, 0.0) + value
+                if slot.last_finished is not None:  # the worker's wait for the driver between two shards
+                    stats.between_shards_seconds += max(0.0, result.finished_at - result.seconds
+                                                        - slot.last_finished)
+                    stats.between_shards += 1
+                slot.last_finished = result.finished_at
                 done_samples.update(shard.indices)
                 if not slot.retiring and (result.worker_rendered >= options.recycle_after
                                           or result.rss_mb > options.max_rss_mb):

@@ -59,6 +59,8 @@ class Throughput:
         timings: BlenderScene.timings (build, render_call, write, clear) summed over those attempts.
         workers: workers the run used at once.
         workers_started: workers started in all (replacements of failed and recycled workers included).
+        between_shards_seconds: time workers spent between the end of one shard and the start of their next
+            (waiting for the driver), summed over the `between_shards` consecutive pairs.
     """
 
     name: str
@@ -76,6 +78,8 @@ class Throughput:
     timings: dict[str, float] = field(default_factory=dict)
     workers: int = 0
     workers_started: int = 0
+    between_shards_seconds: float = 0.0
+    between_shards: int = 0
     _t0: float = field(default_factory=time.perf_counter, repr=False)
 
     def stop_clock(self) -> None:

@@ -1,6 +1,7 @@
 """Blender-free tests of distributed rendering: shard plan, manifest, fault hook, CLI planning, driver logic."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,8 @@ class FakeExecutor:
             raise WorkerFailure("worker died", log_path)
         return ShardResult(shard_id=shard.shard_id, rendered=0, seconds=0.1, setup_seconds=0.0,
                            render_call_seconds=0.05, seed=0, config_hash="abc", blender_version="5.0.1", threads=1,
-                           node="fake", pid=0, rss_mb=10.0, worker_rendered=worker["rendered"])
+                           node="fake", pid=0, rss_mb=10.0, worker_rendered=worker["rendered"],
+                           finished_at=time.time())
 
     def stop(self, worker, graceful):
         self.stopped.append((worker["id"], graceful))
@@ -228,10 +230,11 @@ def test_driver_gives_up_after_retries_and_resume_finishes(tmp_path):
 def test_driver_recycles_workers(tmp_path):
     job = _job(tmp_path)
     _write_dataset_json(job)
-    render_dataset(job, 12, 2, RunOptions(workers=1, recycle_after=4, resume=True, progress=False),
-                   executor_factory=FakeExecutor)
+    stats = render_dataset(job, 12, 2, RunOptions(workers=1, recycle_after=4, resume=True, progress=False),
+                           executor_factory=FakeExecutor)
     fake = FakeExecutor.instances[-1]
     assert fake.started == [0, 1, 2] and all(graceful for _, graceful in fake.stopped)
+    assert stats.between_shards == 3  # one pair of consecutive shards on each of the three workers
     assert not (job.dataset_dir / "logs").exists()  # no failure: no log left
 
 
