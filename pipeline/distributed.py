@@ -10,7 +10,7 @@ How a dataset gets rendered (`render_dataset`):
    per shard (a stock `blender --background --python render.py`, or the original one-process-per-batch
    design the benchmark compares with).
 3. Workers get the next shards; a Ray worker holds a second one while it renders the first (while at least one
-   shard per worker is left), so it never waits for the driver between shards. A shard attempt that raises or
+   more shard per worker stays pending), so it does not wait for the driver between shards. A shard attempt that raises or
    whose worker dies (SIGKILL, OOM) costs that worker its life: it is killed, its log under `DATA_DIR/NAME/logs/`
    is kept, and the shard goes back to the queue for a fresh worker, at most `retries` times; a shard that was
    only waiting on that worker goes back without using an attempt. Samples are published atomically by
@@ -650,11 +650,11 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
 
     def retire(slot: _WorkerSlot, graceful: bool) -> None:
         slots.remove(slot)
-        for ticket in slot.queue:  # attempts queued behind a failed one: they get a fair attempt elsewhere
-            if ticket in in_flight:
-                requeued = in_flight.pop(ticket).shard
-                attempts.count[requeued.shard_id] -= 1
-                pending.appendleft(requeued)
+        # attempts still queued on the worker go back to the front, in order, without using an attempt
+        requeued = [in_flight.pop(ticket).shard for ticket in slot.queue]
+        for shard in requeued:
+            attempts.count[shard.shard_id] -= 1
+        pending.extendleft(reversed(requeued))
         slot.queue.clear()
         try:
             executor.stop(slot.handle, graceful)
@@ -662,9 +662,10 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
             if not slot.failed:
                 slot.log_path.unlink(missing_ok=True)
 
-    def fill(slot: _WorkerSlot, depth: int) -> None:
+    def fill(slot: _WorkerSlot, depth: int, keep: int) -> None:
+        """Queues shards on `slot` up to `depth`, leaving at least `keep` shards pending."""
         nonlocal submitted
-        while pending and not slot.retiring and len(slot.queue) < depth:
+        while len(pending) > keep and not slot.retiring and len(slot.queue) < depth:
             shard = pending.popleft()
             attempts.count[shard.shard_id] = attempts.count.get(shard.shard_id, 0) + 1
             ticket = executor.submit(slot.handle, shard)
@@ -674,26 +675,25 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
 
     try:
         while pending or in_flight:
-            while pending and len(slots) < n_workers:
+            idle = sum(1 for slot in slots if not slot.queue and not slot.retiring)
+            while len(pending) > idle and len(slots) < n_workers:
                 log_path = job.log_dir / f"{run_tag}-worker{next_worker_id:03d}.log"
                 job.log_dir.mkdir(parents=True, exist_ok=True)
                 slots.append(_WorkerSlot(executor.start(next_worker_id, log_path), next_worker_id, log_path))
                 next_worker_id += 1
+                idle += 1
                 stats.workers_started += 1
             for slot in list(slots):
-                fill(slot, 1)
-            # a second shard waits on a worker only while every worker could get one: the last shards go to
-            # whichever worker frees up first, and never queue behind a slow (or stalled) one
-            if len(pending) >= len(slots):
-                for slot in list(slots):
-                    fill(slot, executor.queue_depth)
+                fill(slot, 1, keep=0)
+            # a second shard waits on a worker only while one shard per worker stays pending besides it: the
+            # last shards go to whichever worker frees up first, never behind a slow (or stalled) one
+            for slot in list(slots):
+                fill(slot, executor.queue_depth, keep=len(slots))
             ready = executor.wait(list(in_flight), options.poll_seconds)
             for ticket in sorted(ready, key=lambda t: in_flight[t].seq):
                 if ticket not in in_flight:  # requeued when its worker failed on an earlier attempt
                     continue
-                attempt = in_flight.pop(ticket)
-                slot, shard = attempt.slot, attempt.shard
-                slot.queue.remove(ticket)
+                slot, shard = in_flight[ticket].slot, in_flight[ticket].shard
                 try:
                     result = executor.outcome(ticket, slot.log_path)
                     missing = [i for i in shard.indices if not sample_complete(job.dataset_dir, i)]
@@ -702,7 +702,14 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
                             f"worker reported {shard.describe()} done but samples {missing[:5]} are not in "
                             f"{job.dataset_dir / 'samples'} as seen by the driver; on a cluster DATA_DIR must be "
                             "shared storage mounted at the same path on every node", slot.log_path)
+                except FatalRenderError:
+                    slot.failed = True  # keep its log: it holds the traceback
+                    raise
                 except WorkerFailure as failure:
+                    # a worker runs its attempts in order, so the failed one is the oldest still in flight (Ray
+                    # may report a dead worker's queued attempt before the running one); the others go back
+                    culprit = slot.queue.pop(0)
+                    shard = in_flight.pop(culprit).shard
                     slot.failed = True
                     retire(slot, graceful=False)
                     n = attempts.count[shard.shard_id]
@@ -718,6 +725,8 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
                         logs = ", ".join(str(p) for p in attempts.logs[shard.shard_id])
                         stats.failures.append(f"{shard.describe()} failed after {n} attempts, last: {failure}; logs: {logs}")
                     continue
+                del in_flight[ticket]
+                slot.queue.remove(ticket)
                 manifest_io.append(manifest_file, manifest_io.ManifestEntry(
                     shard=shard.shard_id, samples=shard.indices, seed=result.seed, config_hash=result.config_hash,
                     blender_version=result.blender_version, threads=result.threads,
@@ -739,7 +748,10 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
                     logger.info("recycling worker %d after %d samples (RSS %.0f MiB)", slot.worker_id,
                                 result.worker_rendered, result.rss_mb)
                     slot.retiring = True
-                if not slot.queue and (slot.retiring or not pending):
+                if slot.retiring and not slot.queue:
+                    retire(slot, graceful=True)
+            for slot in list(slots):  # nothing left to hand out: idle workers stop (a retry starts a fresh one)
+                if not pending and not slot.queue:
                     retire(slot, graceful=True)
             running = sum(sample_complete(job.dataset_dir, i) for a in in_flight.values()
                           for i in a.shard.indices if i not in done_samples)

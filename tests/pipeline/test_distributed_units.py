@@ -10,6 +10,7 @@ import distributed_render
 from pipeline import manifest as manifest_io
 from pipeline.distributed import (
     DatasetExistsError,
+    FatalRenderError,
     RenderJob,
     RunOptions,
     ShardResult,
@@ -209,6 +210,105 @@ def test_queued_shards_behind_a_failed_one_are_requeued_without_losing_an_attemp
     # only the failed shards used an attempt; the ones queued behind them on the killed workers did not
     assert {r["shard"]: r["attempts"] for r in records} == {k: 2 if k in (1, 4) else 1 for k in range(10)}
     assert sum(1 for _, graceful in fake.stopped if not graceful) == 2
+
+
+class ClockExecutor:
+    """Workers on a simulated clock, each running its queued attempts in order like a Ray actor.
+
+    `seconds(worker id, shard id)` is an attempt's duration; `die` names (shard id, attempt) pairs whose worker dies
+    at the end of that attempt (its queued attempts fail with it); `fatal` names one that raises FatalRenderError.
+    With `later_first`, `wait` reports only the newest ready attempt, as Ray may for a dead worker's calls.
+    """
+
+    def __init__(self, job: RenderJob, seconds=lambda worker, shard: 1.0, die=(), fatal=None, later_first=False):
+        self.job, self.seconds, self.die, self.fatal, self.later_first = job, seconds, set(die), fatal, later_first
+        self.queue_depth = 2
+        self.now, self.tries, self.started, self.stopped, self.ran = 0.0, {}, [], [], []
+
+    def start(self, worker_id, log_path):
+        log_path.write_text(f"worker {worker_id}\n")
+        self.started.append(worker_id)
+        return {"id": worker_id, "free_at": self.now, "dead_at": None, "rendered": 0}
+
+    def submit(self, worker, shard):
+        n = self.tries[shard.shard_id] = self.tries.get(shard.shard_id, 0) + 1
+        begin = max(self.now, worker["free_at"])
+        ticket = Ticket(worker, shard, None)
+        ticket.n, ticket.begin, ticket.end = n, begin, begin + self.seconds(worker["id"], shard.shard_id)
+        if worker["dead_at"] is not None:
+            ticket.mode, ticket.end = "dead", max(self.now, worker["dead_at"])
+        elif (shard.shard_id, n) in self.die:
+            ticket.mode, worker["dead_at"] = "dead", ticket.end
+        worker["free_at"] = ticket.end
+        return ticket
+
+    def wait(self, tickets, timeout):
+        if tickets and not any(t.end <= self.now for t in tickets):
+            self.now = min(t.end for t in tickets)
+        ready = [t for t in tickets if t.end <= self.now]
+        return sorted(ready, key=lambda t: t.begin)[-1:] if self.later_first else ready
+
+    def outcome(self, ticket, log_path):
+        if (ticket.shard.shard_id, ticket.n) == self.fatal:
+            raise FatalRenderError("bad config")
+        if ticket.mode == "dead":
+            raise WorkerFailure("worker died", log_path)
+        for i in ticket.shard.indices:
+            folder = self.job.dataset_dir / "samples" / f"{i:06d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "sample.json").write_text("{}")
+        ticket.worker["rendered"] += len(ticket.shard.indices)
+        self.ran.append((ticket.worker["id"], ticket.shard.shard_id, ticket.begin, ticket.end))
+        return ShardResult(shard_id=ticket.shard.shard_id, rendered=len(ticket.shard.indices),
+                           seconds=ticket.end - ticket.begin, setup_seconds=0.0, render_call_seconds=0.0, seed=0,
+                           config_hash="abc", blender_version="5.0.1", threads=1, node="fake", pid=0, rss_mb=10.0,
+                           worker_rendered=ticket.worker["rendered"], finished_at=ticket.end)
+
+    def stop(self, worker, graceful):
+        self.stopped.append((worker["id"], graceful))
+        worker["dead_at"] = worker["dead_at"] if worker["dead_at"] is not None else self.now
+
+
+def _clock_run(tmp_path: Path, n: int, options: RunOptions, **kwargs) -> tuple[ClockExecutor, object, RenderJob]:
+    job = _job(tmp_path)
+    _write_dataset_json(job)
+    made = []
+    stats = render_dataset(job, n, 1, options, executor_factory=lambda j: made.append(ClockExecutor(j, **kwargs))
+                           or made[-1])
+    return made[-1], stats, job
+
+
+@pytest.mark.parametrize(("shards", "on_slow", "fast_done"), [(4, [0], 3.0), (8, [0, 2], 6.0)])
+def test_last_shards_go_to_the_worker_that_frees_up_first(tmp_path, shards, on_slow, fast_done):
+    # worker 0 takes 10 s a shard, worker 1 takes 1 s. The slow worker gets its first shard, and a second one
+    # queued only while more than one shard per worker is left; every later shard goes to the worker that is free
+    clock, stats, job = _clock_run(tmp_path, shards, RunOptions(workers=2, resume=True, progress=False),
+                                   seconds=lambda worker, shard: 10.0 if worker == 0 else 1.0)
+    assert stats.failures == [] and stats.rendered == shards
+    assert_exactly(job.dataset_dir, shards, 1)
+    assert sorted(shard for worker, shard, _, _ in clock.ran if worker == 0) == on_slow
+    assert max(end for worker, *_, end in clock.ran if worker == 1) == fast_done
+
+
+def test_a_dead_workers_running_attempt_is_charged_even_when_ray_reports_its_queued_one_first(tmp_path):
+    clock, stats, job = _clock_run(tmp_path, 6, RunOptions(workers=1, retries=0, resume=True, progress=False),
+                                   die={(0, 1)}, later_first=True)
+    # shard 0 killed its worker; shard 1 only waited behind it and must not be reported as failed
+    assert len(stats.failures) == 1 and stats.failures[0].startswith("shard 0 ")
+    assert sorted(r["shard"] for r in manifest_records(job.dataset_dir)) == [1, 2, 3, 4, 5]
+    assert {r["shard"]: r["attempts"] for r in manifest_records(job.dataset_dir)}[1] == 1
+    assert clock.tries[1] == 2  # submitted again on the fresh worker
+
+
+def test_fatal_error_keeps_the_workers_log_and_a_retry_needs_no_extra_worker(tmp_path):
+    with pytest.raises(FatalRenderError):
+        _clock_run(tmp_path, 4, RunOptions(workers=1, resume=True, progress=False), fatal=(0, 1))
+    assert len(sorted((tmp_path / "ds" / "logs").glob("*.log"))) == 1
+    # 3 workers, 3 shards; worker 0 dies as the others finish theirs: the retry goes to an idle worker
+    clock, stats, job = _clock_run(tmp_path / "again", 3, RunOptions(workers=3, resume=True, progress=False),
+                                   die={(0, 1)})
+    assert stats.failures == [] and stats.retries == 1 and clock.started == [0, 1, 2]
+    assert_exactly(job.dataset_dir, 3, 1)
 
 
 def test_driver_gives_up_after_retries_and_resume_finishes(tmp_path):
