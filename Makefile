@@ -45,3 +45,7 @@ bench: venv
 
 demo: venv
 	$(PY) -m pipeline.demo --name $(DEMO)
+
+# Deletes the demo's dataset and training run, so that the next `make demo` renders everything again.
+clean-demo: venv
+	$(PY) -m pipeline.demo --name $(DEMO) --clean

@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replace a worker after it rendered this many samples (default 1000)")
     parser.add_argument("--max_rss_mb", type=float, default=4096.0,
                         help="replace a worker whose resident memory exceeds this many MiB (default 4096)")
+    parser.add_argument("--queue_depth", type=int, choices=(1, 2), default=1,
+                        help="shards a worker holds at once; 2 hides the driver's round trip between shards where it "
+                             "is slow, e.g. a manifest on network storage (default 1)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
 
@@ -187,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"distributed_render.py: error: {err}", file=sys.stderr)
         return 2
     options = RunOptions(workers=args.workers, retries=args.retries, local=args.local, resume=args.resume,
-                         recycle_after=args.recycle_after, max_rss_mb=args.max_rss_mb, progress=not args.no_progress)
+                         recycle_after=args.recycle_after, max_rss_mb=args.max_rss_mb, progress=not args.no_progress,
+                         queue_depth=args.queue_depth)
     if args.local and args.workers not in (None, 1):
         logger.warning("-l renders with one in-process worker; --workers %d ignored", args.workers)
     results: list[Throughput] = []

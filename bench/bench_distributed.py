@@ -9,11 +9,11 @@ Both designs run on the same embedded Ray (2 CPUs), through the same driver (pip
 Two shard kinds, 64x64: one GQN rooms scene (10 views, config/gqn_rooms_ring_camera.gin) per shard, and 40
 selfstudy samples (config/render_single.gin, one view each) per shard; 1 and 2 single-threaded workers. Beside
 them: the machine's ceiling for each kind (two independent render.py processes against one), long GQN runs with
-a second shard waiting on each worker (ours) and with one shard at a time, and workers with Blender's task
-scheduler sized to every CPU (the way before render/blender_threads.py). The figures go into the
-`## Distributed rendering` section of docs/benchmarks.md.
+one shard at a time per worker (the default) and with a second one queued on each worker (`--queue_depth 2`),
+and workers with Blender's task scheduler sized to every CPU (the way before render/blender_threads.py). The
+figures go into the `## Distributed rendering` section of docs/benchmarks.md.
 
-Run: `.venv/bin/python bench/bench_distributed.py` (about 14 minutes on 2 cores).
+Run: `.venv/bin/python bench/bench_distributed.py` (about 15 minutes on 2 cores).
 """
 
 import argparse
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import paths  # noqa: E402
-from pipeline.distributed import RayExecutor, RenderJob, RunOptions, render_dataset  # noqa: E402
+from pipeline.distributed import RenderJob, RunOptions, render_dataset  # noqa: E402
 from pipeline.progress import Throughput  # noqa: E402
 from render.blender_threads import UNLIMITED_ENV  # noqa: E402
 from render.gin_setup import resolve_gin_file  # noqa: E402
@@ -41,8 +41,9 @@ from render.gin_setup import resolve_gin_file  # noqa: E402
 logger = logging.getLogger("bench_distributed")
 
 SECTION = "## Distributed rendering"
-#: GQN scenes of the long persistent-worker runs (1 and 2 workers).
+#: GQN scenes of the long persistent-worker runs (1 and 2 workers), and runs of each kind.
 LONG_SCENES = 120
+LONG_REPEATS = 2
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ CASES = (
 )
 
 
-def run_one(case: Case, workers: int, persistent: bool, data_dir: Path, tag: str) -> Throughput:
+def run_one(case: Case, workers: int, persistent: bool, data_dir: Path, tag: str, queue_depth: int = 1) -> Throughput:
     job = RenderJob(
         dataset_dir=data_dir / tag,
         gin_files=(str(resolve_gin_file(case.gin, paths.CONFIG_DIR)),),
@@ -71,7 +72,7 @@ def run_one(case: Case, workers: int, persistent: bool, data_dir: Path, tag: str
         threads=1,
         launcher=None if persistent else (sys.executable,),
     )
-    options = RunOptions(workers=workers, retries=0, progress=False)
+    options = RunOptions(workers=workers, retries=0, progress=False, queue_depth=queue_depth)
     stats = render_dataset(job, case.shard_size * case.shards, case.shard_size, options)
     if stats.failures:
         raise RuntimeError(f"{tag}: {stats.failures}")
@@ -144,16 +145,14 @@ def main(argv: list[str] | None = None) -> int:
             ceilings[case.gin].append(machine_ceiling(case, data_dir))
         # throughput once start-up and the last shard's tail are small against the run: persistent workers only
         long_case = Case("GQN rooms scene (10 views) per shard, long run", CASES[0].gin, 10, 1, LONG_SCENES)
-        # and the same with one shard at a time per worker (the driver before shards were queued on workers)
-        long_runs, one_at_a_time = {}, {}
-        depth = RayExecutor.queue_depth
-        for workers in (1, 2):
-            long_runs[workers] = run_one(long_case, workers, True, data_dir, f"long-w{workers}")
-            RayExecutor.queue_depth = 1
-            try:
-                one_at_a_time[workers] = run_one(long_case, workers, True, data_dir, f"long-depth1-w{workers}")
-            finally:
-                RayExecutor.queue_depth = depth
+        # each twice, with one shard at a time per worker (the default) and with a second one queued on it,
+        # alternating the order (the VM's speed drifts between runs)
+        long_runs: dict[int, dict[int, list[Throughput]]] = {1: {1: [], 2: []}, 2: {1: [], 2: []}}
+        for rep in range(LONG_REPEATS):
+            for workers in (1, 2):
+                for depth in (1, 2) if rep % 2 == 0 else (2, 1):
+                    long_runs[depth][workers].append(run_one(long_case, workers, True, data_dir,
+                                                             f"long-w{workers}-q{depth}-{rep}", queue_depth=depth))
         # the same persistent selfstudy runs with Blender's task scheduler sized to every CPU (the way before
         # render/blender_threads.py); the variable must reach the Ray workers, hence a fresh Ray session
         ray.shutdown()
@@ -231,22 +230,28 @@ def main(argv: list[str] | None = None) -> int:
             f"{case.shard_size * case.shards // 2} samples each, start-up included) ran {low:.2f}-{high:.2f}x as fast "
             f"as one (measured at the start and the end of the benchmark); 2 persistent workers reached "
             f"{two_vs_one:.2f}x, {100 * two_vs_one / high:.0f}-{100 * two_vs_one / low:.0f}% of that.")
-    def long_figures(runs: dict[int, Throughput]) -> tuple[str, str, str, str]:
-        fps_ = {w: 10 * runs[w].rendered / runs[w].seconds for w in (1, 2)}
-        outside = [100 * (1 - runs[w].render_call_seconds / (w * runs[w].seconds)) for w in (1, 2)]
-        within = [100 * (1 - runs[w].render_call_seconds / runs[w].worker_seconds) for w in (1, 2)]
-        wait = [1000 * runs[w].between_shards_seconds / max(1, runs[w].between_shards) for w in (1, 2)]
-        return (f"{fps_[1]:.1f} frames/s with 1 worker, {fps_[2]:.1f} with 2 ({fps_[2] / fps_[1]:.2f}x)",
+    def long_figures(runs: dict[int, list[Throughput]]) -> tuple[str, str, str, str]:
+        def mean(values: list[float]) -> float:
+            return sum(values) / len(values)
+
+        fps_ = {w: [10 * r.rendered / r.seconds for r in runs[w]] for w in (1, 2)}
+        outside = [mean([100 * (1 - r.render_call_seconds / (w * r.seconds)) for r in runs[w]]) for w in (1, 2)]
+        within = [mean([100 * (1 - r.render_call_seconds / r.worker_seconds) for r in runs[w]]) for w in (1, 2)]
+        wait = [1000 * sum(r.between_shards_seconds for r in runs[w]) / max(1, sum(r.between_shards for r in runs[w]))
+                for w in (1, 2)]
+        each = {w: " and ".join(f"{v:.1f}" for v in fps_[w]) for w in (1, 2)}
+        return (f"{mean(fps_[1]):.1f} frames/s with 1 worker ({each[1]}), {mean(fps_[2]):.1f} with 2 ({each[2]}): "
+                f"{mean(fps_[2]) / mean(fps_[1]):.2f}x",
                 f"{outside[0]:.1f}% and {outside[1]:.1f}%", f"{within[0]:.1f}% and {within[1]:.1f}%",
                 f"{wait[0]:.1f} and {wait[1]:.1f} ms")
 
-    ours, before = long_figures(long_runs), long_figures(one_at_a_time)
+    ours, queued = long_figures(long_runs[1]), long_figures(long_runs[2])
     lines.append(
-        f"- Long runs ({LONG_SCENES} GQN rooms scenes in shards of 1, persistent workers, start-up included): "
-        f"{ours[0]}; outside Cycles' render calls {ours[1]} of the workers' wall time ({ours[2]} within shards); "
-        f"a worker waited {ours[3]} between two shards. The same runs with one shard at a time per worker (the "
-        f"driver before a second shard waited on each worker): {before[0]}; outside the render calls {before[1]}; "
-        f"{before[3]} between two shards.")
+        f"- Long runs ({LONG_SCENES} GQN rooms scenes in shards of 1, persistent workers, start-up included, "
+        f"{LONG_REPEATS} runs each): {ours[0]}; outside Cycles' render calls {ours[1]} of the workers' wall time "
+        f"({ours[2]} within shards); a worker waited {ours[3]} between two shards. With a second shard queued on "
+        f"each worker (`--queue_depth 2`): {queued[0]}; outside the render calls {queued[1]}; {queued[3]} between "
+        "two shards.")
     frames = CASES[1].shards * CASES[1].shard_size
     old_fps = {w: frames / unlimited[w].seconds for w in (1, 2)}
     per_frame = {w: 1000 * unlimited[w].timings.get("render_call", 0.0) / frames for w in (1, 2)}

@@ -37,13 +37,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="training budget in minutes (enough for walls, floor and object blobs to appear)")
     parser.add_argument("--steps", type=int, default=5000, help="training steps at most")
     parser.add_argument("--fresh", action="store_true", help="delete an earlier demo dataset and run first")
+    parser.add_argument("--clean", action="store_true", help="only delete the demo dataset and run, then stop")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     name = args.name if (paths.CONFIG_DIR / f"{args.name}.gin").is_file() else "demo_objects"
     dataset, run = paths.DATA_DIR / name, paths.RUNS_DIR / f"demo_{name}"
-    if args.fresh:
+    if args.fresh or args.clean:
         shutil.rmtree(dataset, ignore_errors=True)
         shutil.rmtree(run, ignore_errors=True)
+        if args.clean:
+            print(f"deleted {dataset} and {run}")
+            return 0
     if (REPO / "distributed_render.py").is_file():
         _run("render", ["distributed_render.py", "-d", name, "-g", name, "-n", str(args.scenes), "-b", "8", "-c"])
     else:

@@ -9,8 +9,8 @@ How a dataset gets rendered (`render_dataset`):
    Blender scene) for every shard it gets; a `ProcessShardWorker` instead launches one `render.py` process
    per shard (a stock `blender --background --python render.py`, or the original one-process-per-batch
    design the benchmark compares with).
-3. Workers get the next shards; a Ray worker holds a second one while it renders the first (while at least one
-   more shard per worker stays pending), so it does not wait for the driver between shards. A shard attempt that raises or
+3. Workers get the next shard (with `queue_depth` 2 a Ray worker holds a second one while it renders the first,
+   while at least one more shard per worker stays pending). A shard attempt that raises or
    whose worker dies (SIGKILL, OOM) costs that worker its life: it is killed, its log under `DATA_DIR/NAME/logs/`
    is kept, and the shard goes back to the queue for a fresh worker, at most `retries` times; a shard that was
    only waiting on that worker goes back without using an attempt. Samples are published atomically by
@@ -120,6 +120,10 @@ class RunOptions:
         max_rss_mb: resident memory (MiB) above which a worker is replaced after its current shard.
         progress: draw a tqdm bar.
         poll_seconds: how often the driver looks at the disk to move the bar while shards run.
+        queue_depth: shards a Ray worker holds at once. With 2 the next shard waits on the worker and starts the
+            moment the current one returns, hiding the driver's round trip (result check on disk, manifest fsync,
+            next submit), which pays where that trip is slow (a driver on another node, a manifest on network
+            storage). On one 2-core machine it saved ~2 ms a shard and measured 1-4% slower (docs/benchmarks.md).
     """
 
     workers: int | None = None
@@ -130,6 +134,7 @@ class RunOptions:
     max_rss_mb: float = 4096.0
     progress: bool = True
     poll_seconds: float = 0.5
+    queue_depth: int = 1
 
 
 @dataclass
@@ -402,11 +407,11 @@ class ProcessShardWorker:
 class _Executor(Protocol):
     """Starts workers and runs shard attempts on them (in-process or on Ray).
 
-    `queue_depth` is how many attempts a worker may hold at once: Ray actors run theirs in submission order, so a
-    second one waits on the worker and starts the moment the first returns, without a round trip to the driver.
+    `queues` says whether a worker may hold several attempts at once (Ray actors run theirs in submission order);
+    the in-process executor does the work inside `submit`, so it never does.
     """
 
-    queue_depth: int
+    queues: bool
 
     def start(self, worker_id: int, log_path: Path) -> Any: ...
     def submit(self, worker: Any, shard: Shard) -> Any: ...
@@ -429,7 +434,7 @@ class _Done:
 class LocalExecutor:
     """Runs shard attempts in the driver process, one at a time; `submit` does the work."""
 
-    queue_depth = 1
+    queues = False
 
     def __init__(self, job: RenderJob) -> None:
         self.job = job
@@ -465,7 +470,7 @@ class LocalExecutor:
 class RayExecutor:
     """Runs shard attempts on Ray actors (one worker process each, `num_cpus = job.threads`)."""
 
-    queue_depth = 2
+    queues = True
 
     def __init__(self, job: RenderJob) -> None:
         import ray
@@ -647,6 +652,7 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
     next_worker_id = 0
     submitted = 0
     progress = SampleProgress(job.name, num_samples, len(complete), enabled=options.progress)
+    depth = max(1, options.queue_depth) if executor.queues else 1
 
     def retire(slot: _WorkerSlot, graceful: bool) -> None:
         slots.remove(slot)
@@ -688,7 +694,7 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
             # a second shard waits on a worker only while one shard per worker stays pending besides it: the
             # last shards go to whichever worker frees up first, never behind a slow (or stalled) one
             for slot in list(slots):
-                fill(slot, executor.queue_depth, keep=len(slots))
+                fill(slot, depth, keep=len(slots))
             ready = executor.wait(list(in_flight), options.poll_seconds)
             for ticket in sorted(ready, key=lambda t: in_flight[t].seq):
                 if ticket not in in_flight:  # requeued when its worker failed on an earlier attempt

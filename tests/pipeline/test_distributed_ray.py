@@ -1,6 +1,7 @@
 """distributed_render.py on an embedded Ray (one start-up shared by the module): worker and driver kills."""
 
 import logging
+import re
 import signal
 
 import pytest
@@ -54,11 +55,10 @@ def test_sigkilled_worker_still_gives_every_sample_once(ray_address, reference, 
     assert {r["shard"]: r["attempts"] for r in records} == {0: 1, 1: 2, 2: 1, 3: 1}
     assert all(r["node"] == ray.get_runtime_context().get_node_id() for r in records)
     assert "1 retried attempts, 0 failed" in out
-    # 2 workers + 1 replacing the killed one; each worker holds a second shard while it renders one, so the
-    # shard queued behind the killed one went to the replacement without using an attempt
+    # 2 workers + 1 replacing the killed one (+ one replacing the recycled one if shards were still pending)
     started = int(out.split(" started)")[0].rsplit("(", 1)[1])
     assert started >= 3
-    assert "recycling worker 0 after 6 samples" in caplog.text  # shards 0 and 2: past --recycle_after 4
+    assert re.search(r"recycling worker \d after [4-9] samples", caplog.text)  # past --recycle_after 4
     (log,) = sorted((dataset / "logs").glob("*.log"))  # only the killed worker's log is kept
     text = log.read_text()
     assert "== shard 1 (samples 3-5)" in text and "NSD_FAULT: kill at sample 4" in text
@@ -66,7 +66,9 @@ def test_sigkilled_worker_still_gives_every_sample_once(ray_address, reference, 
 
 
 def test_continue_after_the_ray_driver_was_killed(ray_address, reference, tmp_path, capsys):
-    args = [*TINY, "-d", "ds", "-n", str(N), "-b", "2", "--data_dir", str(tmp_path), "--workers", "2", "--no_progress"]
+    # workers hold a second shard while one per worker stays pending: the stalled shard holds up no other
+    args = [*TINY, "-d", "ds", "-n", str(N), "-b", "2", "--data_dir", str(tmp_path), "--workers", "2", "--no_progress",
+            "--queue_depth", "2"]
     dataset = tmp_path / "ds"
     # a separate driver joins the module's cluster; the worker reaching sample 7 (shard 3) stalls
     proc = start_driver([*args, "--address", ray_address], env={"NSD_FAULT": "pause@7"}, log=tmp_path / "driver.log")

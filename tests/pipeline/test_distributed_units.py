@@ -125,8 +125,10 @@ class FakeExecutor:
 
     instances: list["FakeExecutor"] = []
 
-    def __init__(self, job: RenderJob, fail: dict[tuple[int, int], str] | None = None, queue_depth: int = 1) -> None:
-        self.job, self.fail, self.queue_depth = job, fail or {}, queue_depth
+    queues = True
+
+    def __init__(self, job: RenderJob, fail: dict[tuple[int, int], str] | None = None) -> None:
+        self.job, self.fail = job, fail or {}
         self.attempts: dict[int, int] = {}
         self.started, self.stopped, self.published = [], [], []
         self.outstanding: dict[int, int] = {}  # worker id -> attempts submitted and not yet collected
@@ -199,8 +201,8 @@ def test_queued_shards_behind_a_failed_one_are_requeued_without_losing_an_attemp
     job = _job(tmp_path)
     _write_dataset_json(job)
     fail = {(1, 1): "die", (4, 1): "short"}
-    stats = render_dataset(job, 20, 2, RunOptions(workers=2, retries=1, resume=True, progress=False),
-                           executor_factory=lambda j: FakeExecutor(j, fail, queue_depth=2))
+    stats = render_dataset(job, 20, 2, RunOptions(workers=2, retries=1, resume=True, progress=False, queue_depth=2),
+                           executor_factory=lambda j: FakeExecutor(j, fail))
     fake = FakeExecutor.instances[-1]
     assert fake.most_outstanding == 2  # workers held a second shard while the first ran
     assert sum(fake.attempts.values()) > 10 + 2  # shards queued on the killed workers were submitted again
@@ -220,9 +222,10 @@ class ClockExecutor:
     With `later_first`, `wait` reports only the newest ready attempt, as Ray may for a dead worker's calls.
     """
 
+    queues = True
+
     def __init__(self, job: RenderJob, seconds=lambda worker, shard: 1.0, die=(), fatal=None, later_first=False):
         self.job, self.seconds, self.die, self.fatal, self.later_first = job, seconds, set(die), fatal, later_first
-        self.queue_depth = 2
         self.now, self.tries, self.started, self.stopped, self.ran = 0.0, {}, [], [], []
 
     def start(self, worker_id, log_path):
@@ -282,7 +285,7 @@ def _clock_run(tmp_path: Path, n: int, options: RunOptions, **kwargs) -> tuple[C
 def test_last_shards_go_to_the_worker_that_frees_up_first(tmp_path, shards, on_slow, fast_done):
     # worker 0 takes 10 s a shard, worker 1 takes 1 s. The slow worker gets its first shard, and a second one
     # queued only while more than one shard per worker is left; every later shard goes to the worker that is free
-    clock, stats, job = _clock_run(tmp_path, shards, RunOptions(workers=2, resume=True, progress=False),
+    clock, stats, job = _clock_run(tmp_path, shards, RunOptions(workers=2, resume=True, progress=False, queue_depth=2),
                                    seconds=lambda worker, shard: 10.0 if worker == 0 else 1.0)
     assert stats.failures == [] and stats.rendered == shards
     assert_exactly(job.dataset_dir, shards, 1)
@@ -291,7 +294,8 @@ def test_last_shards_go_to_the_worker_that_frees_up_first(tmp_path, shards, on_s
 
 
 def test_a_dead_workers_running_attempt_is_charged_even_when_ray_reports_its_queued_one_first(tmp_path):
-    clock, stats, job = _clock_run(tmp_path, 6, RunOptions(workers=1, retries=0, resume=True, progress=False),
+    clock, stats, job = _clock_run(tmp_path, 6, RunOptions(workers=1, retries=0, resume=True, progress=False,
+                                                             queue_depth=2),
                                    die={(0, 1)}, later_first=True)
     # shard 0 killed its worker; shard 1 only waited behind it and must not be reported as failed
     assert len(stats.failures) == 1 and stats.failures[0].startswith("shard 0 ")
