@@ -123,7 +123,7 @@ class RunOptions:
         queue_depth: shards a Ray worker holds at once. With 2 the next shard waits on the worker and starts the
             moment the current one returns, hiding the driver's round trip (result check on disk, manifest fsync,
             next submit), which pays where that trip is slow (a driver on another node, a manifest on network
-            storage). On one 2-core machine it saved ~2 ms a shard and measured 1-4% slower (docs/benchmarks.md).
+            storage). On a 2-core machine it gave 1 worker 0-8% more and 2 workers +1% to -13% (docs/distributed.md).
     """
 
     workers: int | None = None
@@ -594,7 +594,6 @@ class _WorkerSlot:
 class _Attempt:
     slot: _WorkerSlot
     shard: Shard
-    seq: int  # submission order: a worker runs its attempts in this order
 
 
 @dataclass
@@ -650,7 +649,6 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
     in_flight: dict[Any, _Attempt] = {}
     done_samples = set(complete)
     next_worker_id = 0
-    submitted = 0
     progress = SampleProgress(job.name, num_samples, len(complete), enabled=options.progress)
     depth = max(1, options.queue_depth) if executor.queues else 1
 
@@ -670,14 +668,12 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
 
     def fill(slot: _WorkerSlot, depth: int, keep: int) -> None:
         """Queues shards on `slot` up to `depth`, leaving at least `keep` shards pending."""
-        nonlocal submitted
         while len(pending) > keep and not slot.retiring and len(slot.queue) < depth:
             shard = pending.popleft()
             attempts.count[shard.shard_id] = attempts.count.get(shard.shard_id, 0) + 1
             ticket = executor.submit(slot.handle, shard)
-            in_flight[ticket] = _Attempt(slot, shard, submitted)
+            in_flight[ticket] = _Attempt(slot, shard)
             slot.queue.append(ticket)
-            submitted += 1
 
     try:
         while pending or in_flight:
@@ -695,8 +691,8 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
             # last shards go to whichever worker frees up first, never behind a slow (or stalled) one
             for slot in list(slots):
                 fill(slot, depth, keep=len(slots))
-            ready = executor.wait(list(in_flight), options.poll_seconds)
-            for ticket in sorted(ready, key=lambda t: in_flight[t].seq):
+            ready = set(executor.wait(list(in_flight), options.poll_seconds))
+            for ticket in [t for t in in_flight if t in ready]:  # submission order: a worker's own order
                 if ticket not in in_flight:  # requeued when its worker failed on an earlier attempt
                     continue
                 slot, shard = in_flight[ticket].slot, in_flight[ticket].shard
