@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paths
-from pipeline.distributed import (
+from pipeline.distribution.driver import (
     FAULT_ENV,
     DatasetExistsError,
     FatalRenderError,
@@ -24,8 +24,8 @@ from pipeline.distributed import (
     parse_faults,
     render_dataset,
 )
-from pipeline.manifest import ManifestError
-from pipeline.progress import Throughput
+from pipeline.distribution.manifest import ManifestError
+from pipeline.distribution.progress import Throughput
 
 logger = logging.getLogger("distributed_render")
 

@@ -2,11 +2,11 @@
 
 Steps (any combination; they run in this order):
 
-    --validate   check the raw render output, write DATA_DIR/NAME/validation.json   (pipeline/validate.py)
+    --validate   check the raw render output, write DATA_DIR/NAME/validation.json   (pipeline/quality/validate.py)
     -f           consolidate into HDF5: imgs_XX.h5 buckets (single view, docs/formats.md §2) or
-                 scenes_{train,val,test}.h5 (multi-view, §3)                            (pipeline/consolidate.py)
-    -p           build data_{res}[_lab].h5 from the buckets (§4)                        (pipeline/preprocess.py)
-    --show N     write a contact sheet of N samples                                    (pipeline/contact_sheet.py)
+                 scenes_{train,val,test}.h5 (multi-view, §3)                            (pipeline/layouts/consolidate.py)
+    -p           build data_{res}[_lab].h5 from the buckets (§4)                        (pipeline/layouts/preprocess.py)
+    --show N     write a contact sheet of N samples                                    (pipeline/quality/contact_sheet.py)
 
 Exit status: 0 when every step succeeded; 1 when validation failed or consolidation skipped bad samples
 (unless --allow-bad); 2 for usage errors and missing inputs.
@@ -20,12 +20,12 @@ import sys
 from pathlib import Path
 
 import paths
-from pipeline.consolidate import consolidate, default_jobs
-from pipeline.contact_sheet import make_contact_sheet
-from pipeline.h5_out import DatasetBusyError
-from pipeline.preprocess import preprocess
-from pipeline.raw_samples import N_BUCKETS
-from pipeline.validate import log_report, validate_raw, write_report
+from pipeline.formats.hdf5 import DatasetBusyError
+from pipeline.layouts.consolidate import consolidate, default_jobs
+from pipeline.layouts.preprocess import preprocess
+from pipeline.quality.contact_sheet import make_contact_sheet
+from pipeline.quality.raw_samples import N_BUCKETS
+from pipeline.quality.validate import log_report, validate_raw, write_report
 
 logger = logging.getLogger("preprocess_data")
 

@@ -29,10 +29,10 @@ sys.path.insert(0, str(REPO))
 import h5py  # noqa: E402
 
 from bench.report import write_section  # noqa: E402
-from pipeline.consolidate import consolidate  # noqa: E402
-from pipeline.exr_io import read_view_exr  # noqa: E402
-from pipeline.png_codec import decode_png  # noqa: E402
-from pipeline.preprocess import preprocess  # noqa: E402
+from pipeline.formats.exr import read_view_exr  # noqa: E402
+from pipeline.formats.png import decode_png  # noqa: E402
+from pipeline.layouts.consolidate import consolidate  # noqa: E402
+from pipeline.layouts.preprocess import preprocess  # noqa: E402
 from tests.fixtures_raw import make_raw_dataset  # noqa: E402
 
 

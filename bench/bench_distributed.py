@@ -1,6 +1,6 @@
 """Benchmark of distributed rendering: persistent Blender workers versus one render process per shard.
 
-Both designs run on the same embedded Ray (2 CPUs), through the same driver (pipeline.distributed), side by side:
+Both designs run on the same embedded Ray (2 CPUs), through the same driver (pipeline.distribution.driver), side by side:
 
 * persistent: Ray actors that each keep one Blender scene alive and render shard after shard (ours);
 * process per shard: each shard starts a fresh `python render.py -- ... --start I --count N` process (the
@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import paths  # noqa: E402
-from pipeline.distributed import RenderJob, RunOptions, render_dataset  # noqa: E402
-from pipeline.progress import Throughput  # noqa: E402
+from pipeline.distribution.driver import RenderJob, RunOptions, render_dataset  # noqa: E402
+from pipeline.distribution.progress import Throughput  # noqa: E402
 from render.blender_threads import UNLIMITED_ENV  # noqa: E402
 from render.gin_setup import resolve_gin_file  # noqa: E402
 

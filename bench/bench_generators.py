@@ -97,7 +97,7 @@ def measure_fresh_session_per_view(config: str, scenes: int, threads: int, out: 
 
 
 def _rgb8(path: Path) -> np.ndarray:
-    from pipeline.png_codec import linear_to_srgb8
+    from pipeline.formats.png import linear_to_srgb8
     from render.exr import read_exr
 
     ch = read_exr(path)
@@ -143,7 +143,7 @@ def pictures(out_dir: Path, threads: int) -> None:
     """One row of RGB views and one of instance ids per generator, from scene 0, as docs/img/<config>.png."""
     from PIL import Image
 
-    from pipeline.contact_sheet import palette_colour
+    from pipeline.quality.contact_sheet import palette_colour
     from render.catalogue import AssetError
     from render.exr import read_exr
 

@@ -1,1 +1,1 @@
-"""Orchestration without Blender: assets, distributed rendering, consolidation, validation, the demo."""
+"""Orchestration without Blender, one sub-package per job: assets, distribution, formats, layouts, quality."""

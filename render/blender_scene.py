@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from core import camera as camera_math
 
-from render import camera_math, compat, view_output
+from render import compat, view_output
 from render.bpy_import import bmesh, bpy, mathutils
 from render.settings import RenderingSettings
 from render.spec import LightSpec, MaterialSpec, MeshSpec, ObjectSpec, SceneSpec, ViewSpec

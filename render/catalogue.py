@@ -9,6 +9,7 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+from core import asset_index as assets
 
 from render.spec import PRIMITIVES, MeshSpec
 
@@ -41,10 +42,6 @@ def load_catalogue(source: str) -> Catalogue:
     if source == "primitives":
         return Catalogue(source, {name: (f"primitive:{name}",) for name in PRIMITIVES})
     try:
-        from pipeline import assets
-    except ImportError as err:  # a stock Blender without the project's environment on its path
-        raise AssetError(f"mesh source {source!r} needs the asset index module pipeline.assets: {err}") from err
-    try:
         meshes = assets.load_index().meshes(source=source)
     except assets.AssetError as err:  # its messages name the index and the command that fixes it
         raise AssetError(str(err)) from err
@@ -67,8 +64,6 @@ def mesh_spec(source: str, warp: float = 0.0, warp_seed: int = 0) -> MeshSpec:
 
 def load_textures() -> tuple[str, ...]:
     """Paths of every image texture in the asset index, sorted."""
-    from pipeline import assets
-
     try:
         index = assets.load_index()
     except assets.AssetError as err:

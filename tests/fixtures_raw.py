@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.exr_io import read_view_exr, write_view_exr
-from pipeline.png_codec import encode_png8, linear_to_srgb8
+from pipeline.formats.exr import read_view_exr, write_view_exr
+from pipeline.formats.png import encode_png8, linear_to_srgb8
 
 CLASSES = ["ball", "bowl", "apple"]
 CLASS_COLOURS = np.array([[0.8, 0.1, 0.1], [0.1, 0.7, 0.2], [0.15, 0.25, 1.2]], np.float32)  # linear; >1 clips

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import gin
 import numpy as np
+from core import asset_index as assets
 
 from render.catalogue import AssetError
 from render.generators.gqn import place_on_floor, random_color, z_rotation
@@ -49,10 +50,6 @@ def load_items(classes: tuple[str, ...]) -> dict[str, list[_Item]]:
         AssetError: no asset index, or none of `classes` has a mesh with a known size; the message names the fix.
     """
     try:
-        from pipeline import assets
-    except ImportError as err:
-        raise AssetError(f"fruit_still_life needs the asset index module pipeline.assets: {err}") from err
-    try:
         index = assets.load_index()
     except (FileNotFoundError, assets.AssetError) as err:
         raise AssetError(str(err)) from err
@@ -74,8 +71,6 @@ WOOD_TEXTURES = ("gimp/wood/parque1", "gimp/wood/parque2", "gimp/wood/parque3", 
 
 def floor_textures(ids: tuple[str, ...]) -> tuple[str, ...]:
     """Paths of the indexed textures with these ids, sorted; empty when the index has none of them."""
-    from pipeline import assets
-
     try:
         index = assets.load_index()
     except (FileNotFoundError, assets.AssetError) as err:

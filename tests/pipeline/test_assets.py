@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.off_mesh import OffFormatError, parse_off
 from pipeline import assets
-from pipeline.asset_classes import SHAPENET_SYNSETS, shapenet_class, sweethome3d_class
-from pipeline.gimp_pattern import GimpPatternError, decode_pattern, encode_pattern, read_pattern
-from pipeline.off_mesh import OffFormatError, parse_off
-from pipeline.sh3f import CatalogueError, parse_properties
+from pipeline.assets.classes import SHAPENET_SYNSETS, shapenet_class, sweethome3d_class
+from pipeline.assets.gimp_pattern import GimpPatternError, decode_pattern, encode_pattern, read_pattern
+from pipeline.assets.sh3f import CatalogueError, parse_properties
 
 # ----------------------------------------------------------------------------------------- GIMP .pat
 
@@ -236,7 +236,7 @@ def test_sh3f_without_properties_or_with_missing_model_fails(tmp_path: Path) -> 
         assets.index_catalogue(broken, tmp_path / "out", "CC0-1.0")
     assert not (tmp_path / "out" / "Broken").exists()
     with pytest.raises(CatalogueError, match="lacks id, name or model"):
-        from pipeline.sh3f import parse_catalogue
+        from pipeline.assets.sh3f import parse_catalogue
 
         parse_catalogue({"id#3": "x#y", "name#3": "Y"})
 

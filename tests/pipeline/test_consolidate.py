@@ -15,10 +15,10 @@ from PIL import Image
 
 import paths
 import preprocess_data
-from pipeline.consolidate import consolidate
-from pipeline.depth_codec import decode_depth, encode_depth
-from pipeline.exr_io import read_view_exr
-from pipeline.png_codec import decode_png, encode_png16, linear_to_srgb8
+from pipeline.formats.depth import decode_depth, encode_depth
+from pipeline.formats.exr import read_view_exr
+from pipeline.formats.png import decode_png, encode_png16, linear_to_srgb8
+from pipeline.layouts.consolidate import consolidate
 from tests.fixtures_raw import corrupt_exr, make_raw_dataset, view_path
 
 
@@ -57,7 +57,7 @@ def test_png16_round_trip_and_foreign_pngs():
     rgb8[3:6] = 40
     buf = io.BytesIO()
     Image.fromarray(rgb8).save(buf, format="PNG")
-    from pipeline.png_codec import _decode_raw
+    from pipeline.formats.png import _decode_raw
 
     assert np.array_equal(_decode_raw(buf.getvalue()), rgb8)
     grey = rng.integers(0, 65536, (5, 6)).astype(np.uint16)

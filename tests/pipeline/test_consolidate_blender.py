@@ -11,12 +11,12 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.consolidate import consolidate
-from pipeline.contact_sheet import make_contact_sheet
-from pipeline.depth_codec import decode_depth
-from pipeline.exr_io import read_view_exr
-from pipeline.png_codec import decode_png, linear_to_srgb8
-from pipeline.validate import validate_raw
+from pipeline.formats.depth import decode_depth
+from pipeline.formats.exr import read_view_exr
+from pipeline.formats.png import decode_png, linear_to_srgb8
+from pipeline.layouts.consolidate import consolidate
+from pipeline.quality.contact_sheet import make_contact_sheet
+from pipeline.quality.validate import validate_raw
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.blender

@@ -13,8 +13,8 @@ from pathlib import Path
 import h5py
 import pytest
 
-from pipeline import consolidate as consolidate_mod
-from pipeline.consolidate import consolidate
+from pipeline.layouts import consolidate as consolidate_mod
+from pipeline.layouts.consolidate import consolidate
 from tests.fixtures_raw import make_raw_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 _CHILD = """
 import sys, time
 from pathlib import Path
-from pipeline import consolidate as c
+from pipeline.layouts import consolidate as c
 flag = Path(sys.argv[2])
 original = c._BucketWriter.add
 calls = [0]

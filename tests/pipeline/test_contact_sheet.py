@@ -9,9 +9,9 @@ from PIL import Image
 
 import paths
 import preprocess_data
-from pipeline import contact_sheet as cs
-from pipeline.exr_io import read_view_exr
-from pipeline.png_codec import linear_to_srgb8
+from pipeline.formats.exr import read_view_exr
+from pipeline.formats.png import linear_to_srgb8
+from pipeline.quality import contact_sheet as cs
 from tests.fixtures_raw import make_raw_dataset, view_path
 
 

@@ -45,7 +45,7 @@ def reference(tmp_path_factory):
 def test_sigkilled_worker_still_gives_every_sample_once(ray_address, reference, tmp_path, monkeypatch, capsys,
                                                         caplog):
     monkeypatch.setenv("NSD_FAULT", "kill@4")  # the worker rendering sample 4 SIGKILLs itself (once)
-    with caplog.at_level(logging.INFO, logger="pipeline.distributed"):
+    with caplog.at_level(logging.INFO, logger="pipeline.distribution.driver"):
         code = run_main([*TINY, "-d", "ds", "-n", str(N), "-b", "3", "--data_dir", str(tmp_path), "--workers", "2",
                          "--recycle_after", "4", "--no_progress"])
     assert code == 0

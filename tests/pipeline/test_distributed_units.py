@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import distributed_render
-from pipeline import manifest as manifest_io
-from pipeline.distributed import (
+from pipeline.distribution import manifest as manifest_io
+from pipeline.distribution.driver import (
     DatasetExistsError,
     FatalRenderError,
     RenderJob,
@@ -18,7 +18,7 @@ from pipeline.distributed import (
     parse_faults,
     render_dataset,
 )
-from pipeline.shards import plan_shards
+from pipeline.distribution.shards import plan_shards
 from tests.pipeline.distributed_testlib import assert_exactly, manifest_records
 
 

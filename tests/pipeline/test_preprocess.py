@@ -9,8 +9,8 @@ import numpy as np
 
 import paths
 import preprocess_data
-from pipeline.consolidate import consolidate
-from pipeline.exr_io import read_view_exr
+from pipeline.formats.exr import read_view_exr
+from pipeline.layouts.consolidate import consolidate
 from tests.fixtures_raw import make_raw_dataset, view_path
 
 

@@ -1,4 +1,4 @@
-"""Validation of raw render output (--validate, python -m pipeline.validate)."""
+"""Validation of raw render output (--validate, python -m pipeline.quality.validate)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 
 import paths
 import preprocess_data
-from pipeline import validate
-from pipeline.exr_io import read_view_exr, write_view_exr
+from pipeline.formats.exr import read_view_exr, write_view_exr
+from pipeline.quality import validate
 from tests.fixtures_raw import make_raw_dataset, plant_empty_view, plant_nan_depth, view_path
 
 

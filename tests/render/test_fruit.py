@@ -7,8 +7,8 @@ import gin
 import numpy as np
 import pytest
 
+from core.camera import project, yaw_pitch
 from render import seeding
-from render.camera_math import project, yaw_pitch
 from render.catalogue import AssetError
 from render.generators import fruit
 from render.generators.fruit import VIEWS_8, VIEWS_12, _Item, fruit_still_life
@@ -108,7 +108,7 @@ def test_render_py_reports_missing_assets_clearly(tmp_path):
 def test_real_fruit_render_labels_agree_with_the_stored_poses(tmp_path):
     """Needs the fetched assets (`python -m pipeline.assets fetch`); skipped without them."""
     pytest.importorskip("bpy")
-    from pipeline import assets
+    from core import asset_index as assets
     from tests.render.helpers import load_sample, run_render, sample_dirs
 
     try:

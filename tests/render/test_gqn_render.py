@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from render.camera_math import project, yaw_pitch
+from core.camera import project, yaw_pitch
 from tests.render.helpers import load_sample, run_render, sample_dirs
 
 pytest.importorskip("bpy")

@@ -6,8 +6,8 @@ import gin
 import numpy as np
 import pytest
 
+from core.camera import yaw_pitch
 from render import seeding
-from render.camera_math import yaw_pitch
 from render.generators import gqn
 from render.generators.gqn import (
     ROOM_SHAPES,

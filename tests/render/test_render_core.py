@@ -7,7 +7,7 @@ import socket
 import numpy as np
 import pytest
 
-from render.camera_math import BLENDER_TO_OPENCV, intrinsics, project
+from core.camera import BLENDER_TO_OPENCV, intrinsics, project
 from tests.render.helpers import TINY, load_sample, run_render, sample_dirs
 
 pytest.importorskip("bpy")

@@ -2,7 +2,7 @@
 
 How a dataset gets rendered (`render_dataset`):
 
-1. The driver cuts samples `0 .. N-1` into shards (pipeline.shards) and, when resuming, drops the shards that
+1. The driver cuts samples `0 .. N-1` into shards (pipeline.distribution.shards) and, when resuming, drops the shards that
    `manifest.jsonl` lists and whose samples are all complete on disk.
 2. Workers are started: Ray actors (one Blender each, `num_cpus = threads`) or, in local mode, one worker in
    the driver process. A `ShardWorker` parses gin once and keeps one `render.dataset.DatasetRenderer` (one
@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline import manifest as manifest_io
-from pipeline.progress import SampleProgress, Throughput
-from pipeline.shards import Shard, plan_shards
+from pipeline.distribution import manifest as manifest_io
+from pipeline.distribution.progress import SampleProgress, Throughput
+from pipeline.distribution.shards import Shard, plan_shards
 
 logger = logging.getLogger(__name__)
 

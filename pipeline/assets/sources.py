@@ -33,29 +33,35 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import paths
-from pipeline.asset_classes import folder_class, shapenet_class, sweethome3d_class
-from pipeline.gimp_pattern import read_pattern
-from pipeline.off_mesh import OffFormatError, read_off, write_obj
-from pipeline.sh3f import Catalogue, extract_piece, read_catalogue, safe_name
+from core.asset_index import (
+    FORMAT_VERSION,
+    INDEX_NAME,
+    AssetError,
+    AssetIndex,
+    EnvironmentAsset,
+    Manifest,
+    MeshAsset,
+    TextureAsset,
+    cache_root,
+    load_index,
+)
+from core.off_mesh import OffFormatError, read_off, write_obj
+from pipeline.assets.classes import folder_class, shapenet_class, sweethome3d_class
+from pipeline.assets.gimp_pattern import read_pattern
+from pipeline.assets.sh3f import Catalogue, extract_piece, read_catalogue, safe_name
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-INDEX_NAME = "index.json"
-FETCH_COMMAND = "python -m pipeline.assets fetch"
 #: Registry sources `fetch` knows, in fetch order.
 FETCH_SOURCES = ("sweethome3d", "cgal", "gimp", "skimage", "env")
 MESH_FORMATS = {".obj": "obj", ".ply": "ply", ".glb": "glb", ".gltf": "gltf", ".stl": "stl", ".off": "off"}
@@ -82,328 +88,11 @@ SKIMAGE_TEXTURES = {
 ENV_AUTHOR = "Greg Zaal (Poly Haven), via Blender"
 
 
-# ----------------------------------------------------------------------------------------------- errors
-
-
-class AssetError(RuntimeError):
-    """Base class of the errors this module raises."""
-
 
 class FetchError(AssetError):
     """A download, unpacking or conversion step failed; the message names the package and the error."""
 
-
-class IndexMissingError(AssetError, FileNotFoundError):
-    """There is no `index.json` (or it is from another format version)."""
-
-
-class AssetMissingError(AssetError, FileNotFoundError):
-    """The index names files that are gone."""
-
-
-class UnknownClassError(AssetError, ValueError):
-    """A class or source asked for is not in the index."""
-
-
-# ------------------------------------------------------------------------------------------ data model
-
-
-@dataclass(frozen=True, order=True)
-class MeshAsset:
-    """One mesh in the index.
-
-    Attributes:
-        id: unique, stable id `<source>/<...>`, e.g. `sweethome3d/BlendSwap-CC-0/armchair`.
-        source: `sweethome3d`, `cgal`, `shapenet` or `folder-<name>`.
-        class_name: normalised lowercase class ("chair", "fruit", ...); JSON key `class`.
-        raw_category: the source's own category (Sweet Home 3D room, ShapeNet synset id, folder name).
-        name: human-readable name.
-        path: absolute path of a file Blender 5 imports (`obj`, `ply`, `glb`, `gltf`, `stl`).
-        format: file format of `path` (lowercase extension without dot).
-        licence: SPDX-style id (`CC0-1.0`, `CC-BY-3.0`, `CC-BY-3.0-US`, ...) or a short statement.
-        author: author/creator as the source states it ("" when unknown).
-        size_cm: Sweet Home 3D catalogue size (width x, depth, height) in centimetres, else None.
-        bbox: ((xmin, ymin, zmin), (xmax, ymax, zmax)) in file units when known, else None.
-        up_axis: "y" when the file is known to be y-up (Sweet Home 3D, ShapeNet), else None.
-        model_rotation: Sweet Home 3D's 3x3 row-major rotation to apply before sizing, else None.
-        num_faces: face count when known, else None.
-        tags: the source's tags.
-        origin: where the file came from (package, version and member path, or the user path).
-        missing_textures: textures the MTL names that the source does not ship.
-    """
-
-    id: str
-    source: str
-    class_name: str
-    raw_category: str
-    name: str
-    path: Path
-    format: str
-    licence: str
-    author: str = ""
-    size_cm: tuple[float, float, float] | None = None
-    bbox: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
-    up_axis: str | None = None
-    model_rotation: tuple[float, ...] | None = None
-    num_faces: int | None = None
-    tags: tuple[str, ...] = ()
-    origin: str = ""
-    missing_textures: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source": self.source,
-            "class": self.class_name,
-            "raw_category": self.raw_category,
-            "name": self.name,
-            "path": str(self.path),
-            "format": self.format,
-            "licence": self.licence,
-            "author": self.author,
-            "size_cm": list(self.size_cm) if self.size_cm else None,
-            "bbox": [list(self.bbox[0]), list(self.bbox[1])] if self.bbox else None,
-            "up_axis": self.up_axis,
-            "model_rotation": list(self.model_rotation) if self.model_rotation else None,
-            "num_faces": self.num_faces,
-            "tags": list(self.tags),
-            "origin": self.origin,
-            "missing_textures": list(self.missing_textures),
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> MeshAsset:
-        bbox = d.get("bbox")
-        return cls(
-            id=d["id"],
-            source=d["source"],
-            class_name=d["class"],
-            raw_category=d.get("raw_category", ""),
-            name=d.get("name", ""),
-            path=Path(d["path"]),
-            format=d["format"],
-            licence=d.get("licence", "unknown"),
-            author=d.get("author", ""),
-            size_cm=tuple(d["size_cm"]) if d.get("size_cm") else None,  # type: ignore[arg-type]
-            bbox=(tuple(bbox[0]), tuple(bbox[1])) if bbox else None,  # type: ignore[arg-type]
-            up_axis=d.get("up_axis"),
-            model_rotation=tuple(d["model_rotation"]) if d.get("model_rotation") else None,
-            num_faces=d.get("num_faces"),
-            tags=tuple(d.get("tags", ())),
-            origin=d.get("origin", ""),
-            missing_textures=tuple(d.get("missing_textures", ())),
-        )
-
-
-@dataclass(frozen=True, order=True)
-class TextureAsset:
-    """One texture image (PNG) in the index.
-
-    Attributes:
-        id: unique id, e.g. `gimp/wood/wood1`, `skimage/brick`.
-        source: `gimp` or `skimage`.
-        name: display name (the name stored in the GIMP pattern).
-        path: absolute path of the PNG.
-        licence: SPDX-style id.
-        author: author or provenance.
-        size: (width, height) in pixels.
-        channels: 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA.
-        origin: package, version and member path.
-    """
-
-    id: str
-    source: str
-    name: str
-    path: Path
-    licence: str
-    author: str = ""
-    size: tuple[int, int] = (0, 0)
-    channels: int = 3
-    origin: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source": self.source,
-            "name": self.name,
-            "path": str(self.path),
-            "licence": self.licence,
-            "author": self.author,
-            "size": list(self.size),
-            "channels": self.channels,
-            "origin": self.origin,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> TextureAsset:
-        return cls(
-            id=d["id"],
-            source=d["source"],
-            name=d.get("name", ""),
-            path=Path(d["path"]),
-            licence=d.get("licence", "unknown"),
-            author=d.get("author", ""),
-            size=tuple(d.get("size", (0, 0))),  # type: ignore[arg-type]
-            channels=int(d.get("channels", 3)),
-            origin=d.get("origin", ""),
-        )
-
-
-@dataclass(frozen=True, order=True)
-class EnvironmentAsset:
-    """One HDR environment map (equirectangular OpenEXR, linear RGB).
-
-    Attributes:
-        id: unique id, e.g. `bpy/forest`.
-        source: `env`.
-        name: short name ("forest").
-        path: absolute path of the `.exr`.
-        licence: SPDX-style id (`CC0-1.0`).
-        author: author or provenance.
-        resolution: (width, height) in pixels, (0, 0) when unknown.
-        origin: where the file was copied from.
-    """
-
-    id: str
-    source: str
-    name: str
-    path: Path
-    licence: str
-    author: str = ""
-    resolution: tuple[int, int] = (0, 0)
-    origin: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source": self.source,
-            "name": self.name,
-            "path": str(self.path),
-            "licence": self.licence,
-            "author": self.author,
-            "resolution": list(self.resolution),
-            "origin": self.origin,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> EnvironmentAsset:
-        return cls(
-            id=d["id"],
-            source=d["source"],
-            name=d.get("name", ""),
-            path=Path(d["path"]),
-            licence=d.get("licence", "unknown"),
-            author=d.get("author", ""),
-            resolution=tuple(d.get("resolution", (0, 0))),  # type: ignore[arg-type]
-            origin=d.get("origin", ""),
-        )
-
-
-@dataclass
-class Manifest:
-    """What one source contributes to the index; `manifests/<source>.json` on disk."""
-
-    source: str
-    packages: dict[str, str] = field(default_factory=dict)
-    meshes: list[MeshAsset] = field(default_factory=list)
-    textures: list[TextureAsset] = field(default_factory=list)
-    environments: list[EnvironmentAsset] = field(default_factory=list)
-    #: How to recreate this source when its files are gone.
-    fix: str = FETCH_COMMAND
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format_version": FORMAT_VERSION,
-            "source": self.source,
-            "packages": dict(sorted(self.packages.items())),
-            "fix": self.fix,
-            "meshes": [m.to_json() for m in sorted(self.meshes)],
-            "textures": [t.to_json() for t in sorted(self.textures)],
-            "environments": [e.to_json() for e in sorted(self.environments)],
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Manifest:
-        return cls(
-            source=d["source"],
-            packages=dict(d.get("packages", {})),
-            fix=d.get("fix", FETCH_COMMAND),
-            meshes=[MeshAsset.from_json(m) for m in d.get("meshes", [])],
-            textures=[TextureAsset.from_json(t) for t in d.get("textures", [])],
-            environments=[EnvironmentAsset.from_json(e) for e in d.get("environments", [])],
-        )
-
-    def paths(self) -> Iterator[Path]:
-        for item in (*self.meshes, *self.textures, *self.environments):
-            yield item.path
-
-
-class AssetIndex:
-    """The merged index of every source, as `load_index` reads it. All lists are sorted by id."""
-
-    def __init__(self, path: Path, meshes: list[MeshAsset], textures: list[TextureAsset],
-                 environments: list[EnvironmentAsset]) -> None:
-        self.path = path
-        self._meshes = sorted(meshes)
-        self._textures = sorted(textures)
-        self._environments = sorted(environments)
-        self._by_id = {m.id: m for m in self._meshes}
-
-    def __repr__(self) -> str:
-        return (f"AssetIndex({self.path}, {len(self._meshes)} meshes, {len(self._textures)} textures, "
-                f"{len(self._environments)} environments)")
-
-    def sources(self) -> list[str]:
-        """Sources that contribute at least one asset."""
-        return sorted({a.source for a in (*self._meshes, *self._textures, *self._environments)})
-
-    def meshes(self, source: str | None = None, classes: str | Iterable[str] | None = None) -> list[MeshAsset]:
-        """Meshes, optionally of one source and/or some classes, sorted by id.
-
-        Raises:
-            UnknownClassError: `source` has no mesh, or a class is in no source of the index.
-        """
-        items = self._meshes
-        if source is not None:
-            items = [m for m in items if m.source == source]
-            if not items:
-                known = sorted({m.source for m in self._meshes})
-                raise UnknownClassError(f"no meshes from source {source!r} in {self.path}; known: {known}")
-        if classes is not None:
-            wanted = {classes} if isinstance(classes, str) else set(classes)
-            unknown = wanted - set(self.classes())
-            if unknown:
-                raise UnknownClassError(
-                    f"classes {sorted(unknown)} are in no source of {self.path}; known classes: {self.classes()}"
-                )
-            items = [m for m in items if m.class_name in wanted]
-        return list(items)
-
-    def mesh(self, mesh_id: str) -> MeshAsset:
-        """The mesh with this id (KeyError naming the id when absent)."""
-        try:
-            return self._by_id[mesh_id]
-        except KeyError:
-            raise KeyError(f"no mesh {mesh_id!r} in {self.path}") from None
-
-    def classes(self, source: str | None = None) -> list[str]:
-        """Sorted class names of the meshes (of one source when given)."""
-        return sorted({m.class_name for m in self._meshes if source is None or m.source == source})
-
-    def textures(self, source: str | None = None) -> list[TextureAsset]:
-        """Textures (of one source when given), sorted by id."""
-        return [t for t in self._textures if source is None or t.source == source]
-
-    def environments(self) -> list[EnvironmentAsset]:
-        """Environment maps, sorted by id."""
-        return list(self._environments)
-
-
 # ------------------------------------------------------------------------------------------- helpers
-
-
-def _cache(cache_dir: str | Path | None) -> Path:
-    return Path(cache_dir).expanduser().resolve() if cache_dir is not None else Path(paths.CACHE_DIR)
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
@@ -931,7 +620,7 @@ def fetch(sources: str | Iterable[str] | None = None, cache_dir: str | Path | No
     Returns:
         Path of the rebuilt `index.json`.
     """
-    cache = _cache(cache_dir)
+    cache = cache_root(cache_dir)
     chosen = parse_sources(sources)
     debs = DebianPackages(cache, Path(deb_dir).resolve() if deb_dir else None, keep=keep_downloads)
     with _cache_lock(cache):
@@ -973,7 +662,7 @@ def index_shapenet(root: str | Path, cache_dir: str | Path | None = None) -> Pat
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"ShapeNet folder {root} does not exist")
-    cache = _cache(cache_dir)
+    cache = cache_root(cache_dir)
     manifest = Manifest(source="shapenet", packages={"ShapeNetCore.v2": str(root)},
                         fix=f"python -m pipeline.assets index --shapenet {root}")
     for synset in sorted(p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"\d{8}", p.name)):
@@ -1028,7 +717,7 @@ def index_folder(root: str | Path, name: str | None = None, cache_dir: str | Pat
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"mesh folder {root} does not exist")
-    cache = _cache(cache_dir)
+    cache = cache_root(cache_dir)
     source = f"folder-{safe_name(name or root.name)}"
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -1072,7 +761,7 @@ def index_folder(root: str | Path, name: str | None = None, cache_dir: str | Pat
 
 def remove_source(source: str, cache_dir: str | Path | None = None) -> Path:
     """Drop a source's manifest (its files stay) and rebuild the index."""
-    cache = _cache(cache_dir)
+    cache = cache_root(cache_dir)
     path = _manifest_path(cache, source)
     if not path.exists():
         raise FileNotFoundError(f"no source {source!r} in {cache / 'manifests'}")
@@ -1090,7 +779,7 @@ def build_index(cache_dir: str | Path | None = None) -> Path:
     Raises:
         AssetError: two sources claim the same id.
     """
-    cache = _cache(cache_dir)
+    cache = cache_root(cache_dir)
     manifests = [m for p in sorted((cache / "manifests").glob("*.json")) if (m := _read_manifest(p))]
     meshes = sorted(m for man in manifests for m in man.meshes)
     textures = sorted(t for man in manifests for t in man.textures)
@@ -1118,48 +807,6 @@ def build_index(cache_dir: str | Path | None = None) -> Path:
     logger.info("index %s: %d meshes, %d textures, %d environments from %d sources", path, len(meshes),
                 len(textures), len(environments), len(manifests))
     return path
-
-
-def load_index(cache_dir: str | Path | None = None, check_files: bool = True) -> AssetIndex:
-    """Read `CACHE_DIR/index.json`.
-
-    Args:
-        cache_dir: cache root; default `paths.CACHE_DIR` (env `CACHE_DIR`).
-        check_files: verify that every indexed file exists (one `stat` per asset).
-
-    Raises:
-        IndexMissingError: no index (or an index of another format version); the message names the fix.
-        AssetMissingError: indexed files are gone; the message names them and the fix.
-    """
-    cache = _cache(cache_dir)
-    path = cache / INDEX_NAME
-    if not path.is_file():
-        raise IndexMissingError(f"no asset index at {path}. Fix: run `{FETCH_COMMAND}` "
-                                f"(with CACHE_DIR={cache}) to download and index the assets")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise IndexMissingError(f"asset index {path} is not valid JSON ({err}). Fix: run "
-                                "`python -m pipeline.assets index` to rebuild it") from err
-    if data.get("format_version") != FORMAT_VERSION:
-        raise IndexMissingError(f"asset index {path} has format {data.get('format_version')}, expected "
-                                f"{FORMAT_VERSION}. Fix: run `{FETCH_COMMAND}`")
-    index = AssetIndex(
-        path,
-        [MeshAsset.from_json(d) for d in data.get("meshes", [])],
-        [TextureAsset.from_json(d) for d in data.get("textures", [])],
-        [EnvironmentAsset.from_json(d) for d in data.get("environments", [])],
-    )
-    if check_files:
-        missing: dict[str, list[Path]] = {}
-        for item in (*index.meshes(), *index.textures(), *index.environments()):
-            if not item.path.exists():
-                missing.setdefault(item.source, []).append(item.path)
-        if missing:
-            fixes = {s: data.get("sources", {}).get(s, {}).get("fix", FETCH_COMMAND) for s in missing}
-            lines = [f"{s}: {len(p)} missing, e.g. {p[0]} (fix: `{fixes[s]}`)" for s, p in sorted(missing.items())]
-            raise AssetMissingError(f"asset index {path} names files that are gone:\n  " + "\n  ".join(lines))
-    return index
 
 
 # --------------------------------------------------------------------------------------------- CLI
@@ -1247,7 +894,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.folder:
                 path = index_folder(args.folder, args.name, args.cache_dir, args.licence, args.author)
             if path is None:
-                cache = _cache(args.cache_dir)
+                cache = cache_root(args.cache_dir)
                 with _cache_lock(cache):
                     path = build_index(cache)
             print(_summary(load_index(path.parent)))
@@ -1275,7 +922,3 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", err)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,7 +28,7 @@ class ManifestEntry:
     """One finished shard.
 
     Attributes:
-        shard: shard id in the plan (see pipeline.shards.plan_shards).
+        shard: shard id in the plan (see pipeline.distribution.shards.plan_shards).
         samples: its sample indices, ascending.
         seed: the dataset seed (`dataset.seed`); sample i's own seed derives from (seed, i).
         config_hash: sha256 of the gin config that made the samples (as in dataset.json).

@@ -22,11 +22,11 @@ from skimage.color import rgb2lab
 from skimage.transform import resize
 from tqdm import tqdm
 
-from pipeline import h5_out
-from pipeline.consolidate import FORMAT_VERSION, bucket_file, map_ordered, worker_pool
-from pipeline.depth_codec import decode_depth
-from pipeline.png_codec import decode_png
-from pipeline.raw_samples import N_BUCKETS, OBJECT_FIELDS, SPLIT_OF_BUCKET, SPLITS
+from pipeline.formats import hdf5 as h5_out
+from pipeline.formats.depth import decode_depth
+from pipeline.formats.png import decode_png
+from pipeline.layouts.consolidate import FORMAT_VERSION, bucket_file, map_ordered, worker_pool
+from pipeline.quality.raw_samples import N_BUCKETS, OBJECT_FIELDS, SPLIT_OF_BUCKET, SPLITS
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.exr_io import ExrReadError, read_view_exr
-from pipeline.png_codec import PngError, decode_png, linear_to_srgb8
-from pipeline.raw_samples import Sample, SidecarError, list_sample_dirs, load_sample
+from pipeline.formats.exr import ExrReadError, read_view_exr
+from pipeline.formats.png import PngError, decode_png, linear_to_srgb8
+from pipeline.quality.raw_samples import Sample, SidecarError, list_sample_dirs, load_sample
 
 logger = logging.getLogger(__name__)
 

@@ -206,7 +206,7 @@ def read_manifest(dataset_dir: Path) -> list[int] | None:
     """Sample indices the render manifest promises, sorted; None when there is no ``manifest.jsonl``.
 
     Each line is a JSON object with at least ``"samples": [indices]`` (one line per finished shard). A last line
-    without its newline is one the driver never finished (see pipeline/manifest.py) and is ignored.
+    without its newline is one the driver never finished (see pipeline/distribution/manifest.py) and is ignored.
 
     Raises:
         ValueError: a line that is not such an object, naming the line.

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from render import camera_math
+from core import camera as camera_math
 
 
 def test_look_at_points_the_optical_axis_at_the_target():

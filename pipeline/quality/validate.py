@@ -1,4 +1,4 @@
-"""Validation of a rendered dataset (docs/formats.md §1): ``python -m pipeline.validate -d NAME``.
+"""Validation of a rendered dataset (docs/formats.md §1): ``python -m pipeline.quality.validate -d NAME``.
 
 Checks, per dataset:
 - counts: every sample the render manifest (``manifest.jsonl``) promises is present; without a manifest the
@@ -37,12 +37,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from pipeline import h5_out
-from pipeline.consolidate import map_ordered
-from pipeline.depth_codec import MAX_DEPTH_M
-from pipeline.exr_io import ExrReadError, read_view_exr
-from pipeline.png_codec import PngError, decode_png
-from pipeline.raw_samples import (
+from pipeline.formats import hdf5 as h5_out
+from pipeline.formats.depth import MAX_DEPTH_M
+from pipeline.formats.exr import ExrReadError, read_view_exr
+from pipeline.formats.png import PngError, decode_png
+from pipeline.layouts.consolidate import map_ordered
+from pipeline.quality.raw_samples import (
     Sample,
     SidecarError,
     list_sample_dirs,
@@ -281,11 +281,11 @@ def log_report(report: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline.validate``: validate a rendered dataset and write the JSON report."""
+    """``python -m pipeline.quality.validate``: validate a rendered dataset and write the JSON report."""
     import paths  # the repo-root module; imported here so that tests can point DATA_DIR elsewhere first
 
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.validate",
+        prog="python -m pipeline.quality.validate",
         description="Check a rendered dataset (DATA_DIR/NAME/samples) for missing samples, empty views, bad depth, "
         "inconsistent ids and objects outside the frame; write a JSON report; exit 1 on failure.",
     )

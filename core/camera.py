@@ -1,4 +1,5 @@
-"""Camera geometry shared by every generator: poses, intrinsics and viewpoint encodings (no Blender).
+"""Camera geometry shared by every generator, consolidation and the trainer: poses, cameras on a sphere,
+intrinsics and viewpoint encodings (numpy only).
 
 Conventions are those of docs/formats.md: world z up; Blender cameras look down local -z with y up;
 OpenCV cameras look down +z with y down.
@@ -9,6 +10,32 @@ import math
 import numpy as np
 
 BLENDER_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
+#: The order of the 7-number viewpoint every file stores (HDF5 attribute `viewpoint_order`).
+VIEWPOINT_ORDER = "[x, y, z, sin(yaw), cos(yaw), sin(pitch), cos(pitch)]"
+
+
+def on_sphere(centre: np.ndarray, radius: float, azimuth: float, elevation: float) -> np.ndarray:
+    """A point on the sphere of `radius` around `centre`, seen from the centre at (azimuth, elevation).
+
+    Azimuth is measured in the xy plane from +x towards +y, elevation up from that plane (radians; world z up):
+    `centre + radius * (cos el cos az, cos el sin az, sin el)`. A camera placed there and looking at `centre`
+    has yaw = azimuth + pi and pitch = -elevation. For a polar angle t from the up axis, elevation = pi/2 - t.
+
+    Returns:
+        (3,) float64 position.
+    """
+    c, s = math.cos(elevation), math.sin(elevation)
+    offset = np.array([c * math.cos(azimuth), c * math.sin(azimuth), s])
+    return np.asarray(centre, dtype=np.float64) + float(radius) * offset
+
+
+def sphere_angles(position: np.ndarray, centre: np.ndarray) -> tuple[float, float, float]:
+    """(azimuth, elevation, radius) of `position` around `centre`: the inverse of `on_sphere` (radians)."""
+    d = np.asarray(position, dtype=np.float64) - np.asarray(centre, dtype=np.float64)
+    radius = float(np.linalg.norm(d))
+    if radius < 1e-12:
+        raise ValueError(f"position {np.asarray(position).tolist()} is the centre itself")
+    return math.atan2(d[1], d[0]), math.asin(float(np.clip(d[2] / radius, -1.0, 1.0))), radius
 
 
 def look_at(location: np.ndarray, target: np.ndarray, up: np.ndarray | None = None) -> np.ndarray:

@@ -10,7 +10,7 @@ How it runs:
 2. A process pool decodes each sample's EXR (or PNG) views and encodes them (sRGB PNG + 16-bit target PNG for
    buckets; dense arrays for scenes). A corrupt or missing view file makes that sample bad.
 3. The main process is the one HDF5 writer: it takes the results in sample order and appends them to temporary
-   files, which are renamed over the outputs only when every file is complete (see :mod:`pipeline.h5_out`).
+   files, which are renamed over the outputs only when every file is complete (see :mod:`pipeline.formats.hdf5`).
 
 Bad samples are logged one line each (``bad sample 000042: <reason>``), skipped, listed in
 ``consolidation.json`` and returned; the caller decides the exit status.
@@ -32,11 +32,19 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from pipeline import h5_out
-from pipeline.depth_codec import encode_depth
-from pipeline.exr_io import ExrReadError, read_view_exr
-from pipeline.png_codec import PngError, decode_png, encode_png8, encode_png16, linear_to_srgb8, png_bit_depth
-from pipeline.raw_samples import (
+from core.camera import VIEWPOINT_ORDER
+from pipeline.formats import hdf5 as h5_out
+from pipeline.formats.depth import encode_depth
+from pipeline.formats.exr import ExrReadError, read_view_exr
+from pipeline.formats.png import (
+    PngError,
+    decode_png,
+    encode_png8,
+    encode_png16,
+    linear_to_srgb8,
+    png_bit_depth,
+)
+from pipeline.quality.raw_samples import (
     N_BUCKETS,
     OBJECT_FIELDS,
     SPLIT_OF_BUCKET,
@@ -52,7 +60,6 @@ from pipeline.raw_samples import (
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-VIEWPOINT_ORDER = "[x, y, z, sin(yaw), cos(yaw), sin(pitch), cos(pitch)]"
 VLEN_U8 = h5py.vlen_dtype(np.dtype(np.uint8))
 _CHUNK_ROWS = 64
 

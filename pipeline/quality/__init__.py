@@ -1,0 +1,1 @@
+"""Reading raw samples back: the sidecar reader, dataset validation and contact sheets."""
