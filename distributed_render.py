@@ -15,15 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paths
-from pipeline.distribution.driver import (
-    FAULT_ENV,
-    DatasetExistsError,
-    FatalRenderError,
-    RenderJob,
-    RunOptions,
-    parse_faults,
-    render_dataset,
-)
+from pipeline.distribution.driver import render_dataset
+from pipeline.distribution.faults import FAULT_ENV, parse_faults
+from pipeline.distribution.job import DatasetExistsError, FatalRenderError, RenderJob, RunOptions
 from pipeline.distribution.manifest import ManifestError
 from pipeline.distribution.progress import Throughput
 

@@ -17,10 +17,8 @@ Run: `.venv/bin/python bench/bench_distributed.py` (about 15 minutes on 2 cores)
 """
 
 import argparse
-import datetime
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -33,14 +31,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import paths  # noqa: E402
-from pipeline.distribution.driver import RenderJob, RunOptions, render_dataset  # noqa: E402
+from bench.report import write_section  # noqa: E402
+from pipeline.distribution.driver import render_dataset  # noqa: E402
+from pipeline.distribution.job import RenderJob, RunOptions  # noqa: E402
 from pipeline.distribution.progress import Throughput  # noqa: E402
 from render.blender_threads import UNLIMITED_ENV  # noqa: E402
 from render.gin_setup import resolve_gin_file  # noqa: E402
 
 logger = logging.getLogger("bench_distributed")
 
-SECTION = "## Distributed rendering"
+SECTION = "Distributed rendering"
 #: GQN scenes of the long persistent-worker runs (1 and 2 workers), and runs of each kind.
 LONG_SCENES = 120
 LONG_REPEATS = 2
@@ -102,19 +102,6 @@ def machine_ceiling(case: Case, data_dir: Path) -> float:
     return 2 * one / two
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replaces (or appends) this benchmark's own section of docs/benchmarks.md, re-reading the file first."""
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text, current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(updated)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Persistent Ray render workers vs one render process per shard.")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md",
@@ -167,8 +154,6 @@ def main(argv: list[str] | None = None) -> int:
 
     fps = {(r[0].gin, r[1], r[2]): r[4] / r[3].seconds for r in rows}
     lines = [
-        SECTION,
-        "",
         f"64x64 frames, single-threaded workers on an embedded Ray with 2 CPUs, {len(rows)} runs interleaved; "
         f"load average {load_before[0]:.1f} before and {load_after[0]:.1f} after ({total:.0f} s; the machine is "
         f"shared with other engineers, so absolute figures are noisy). Each run renders a fresh dataset: "
@@ -271,14 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         "The per-process design's render calls happen in child processes and are not measured (n/a). "
         "\"Wait between shards\" is, per pair of consecutive shards on one worker, the time from the end of the first to "
         "the start of the second on the worker's clock.",
-        "",
-        f"Command: `.venv/bin/python bench/bench_distributed.py` ({datetime.date.today().isoformat()})",
-        "",
     ]
-    text = "\n".join(lines)
-    print(text)
+    print("\n".join(lines))
     if not args.no_write:
-        write_section(text, args.out)
+        write_section(SECTION, lines, ".venv/bin/python bench/bench_distributed.py", path=args.out)
     return 0
 
 

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.report import write_section  # noqa: E402
+from core import publish  # noqa: E402
 
 logger = logging.getLogger("bench_generators")
 
@@ -169,9 +170,8 @@ def pictures(out_dir: Path, threads: int) -> None:
                 inst.append(colours[ids])
             sheet = np.concatenate([np.concatenate(rgb, 1), np.concatenate(inst, 1)], 0)
             path = out_dir / f"{config}.png"
-            tmp_png = path.with_name(f".{path.name}.tmp.png")
-            Image.fromarray(sheet).save(tmp_png, optimize=True)
-            os.replace(tmp_png, path)
+            with publish.Staged(path) as staged:
+                Image.fromarray(sheet).save(staged.path, optimize=True)
             logger.info("wrote %s", path)
 
 

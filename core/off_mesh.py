@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from core import publish
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +136,4 @@ def obj_text(mesh: OffMesh, comment: str = "") -> str:
 
 def write_obj(mesh: OffMesh, path: str | Path, comment: str = "") -> None:
     """Write a mesh as OBJ atomically (temporary file in the same folder, then `os.replace`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(obj_text(mesh, comment), encoding="utf-8")
-    os.replace(tmp, path)
+    publish.write_text(path, obj_text(mesh, comment))

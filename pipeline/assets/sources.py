@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from core import publish
 from core.asset_index import (
     FORMAT_VERSION,
     INDEX_NAME,
@@ -95,28 +96,12 @@ class FetchError(AssetError):
 # ------------------------------------------------------------------------------------------- helpers
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".tmp-{os.getpid()}-{dst.name}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
 def _write_png_atomic(path: Path, pixels: np.ndarray) -> None:
     from skimage import io as skio  # heavy import, only when writing
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     image = pixels[:, :, 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
-    skio.imsave(tmp, image, check_contrast=False)
-    os.replace(tmp, path)
+    with publish.Staged(path) as staged:
+        skio.imsave(staged.path, image, check_contrast=False)
 
 
 def _manifest_path(cache: Path, source: str) -> Path:
@@ -145,7 +130,7 @@ def _missing_paths(manifest: Manifest) -> list[Path]:
 
 def _write_manifest(cache: Path, manifest: Manifest) -> Path:
     path = _manifest_path(cache, manifest.source)
-    _write_json_atomic(path, manifest.to_json())
+    publish.write_json(path, manifest.to_json(), sort_keys=False)
     return path
 
 
@@ -163,16 +148,6 @@ def _cache_lock(cache: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _remove_debris(folder: Path) -> None:
-    """Remove `.tmp-*` leftovers of killed runs in `folder`."""
-    if not folder.is_dir():
-        return
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".tmp-"):
-            logger.info("removing debris of an interrupted run: %s", entry)
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def _du(path: Path) -> int:
@@ -230,7 +205,7 @@ class DebianPackages:
         if found is not None:
             return found
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-apt-{package}-{os.getpid()}"
+        tmp = publish.temp_path(self.root / f"apt-{package}")
         tmp.mkdir()
         try:
             logger.info("apt-get download %s", package)
@@ -277,7 +252,7 @@ class DebianPackages:
             return tree, version
         if tree.exists():
             shutil.rmtree(tree)
-        tmp = self.root / f".tmp-unpack-{package}-{os.getpid()}"
+        tmp = publish.temp_path(tree)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         result = subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], capture_output=True, text=True, check=False)
@@ -349,7 +324,7 @@ def index_catalogue(sh3f: Path, dest_root: Path, licence: str, origin: str = "")
             logger.info("catalogue %s already unpacked (%d models)", name, len(meshes))
             return meshes
         logger.warning("catalogue %s is incomplete on disk; unpacking it again", name)
-    tmp = dest_root / f".tmp-{name}-{os.getpid()}"
+    tmp = publish.temp_path(dest)
     shutil.rmtree(tmp, ignore_errors=True)
     started = time.monotonic()
     meshes = []
@@ -380,7 +355,7 @@ def index_catalogue(sh3f: Path, dest_root: Path, licence: str, origin: str = "")
                     logger.info("  %s: %d/%d models unpacked (%.1f s)", name, k + 1, len(catalogue.pieces),
                                 time.monotonic() - started)
         meshes.sort()
-        _write_json_atomic(tmp / "catalogue.json", {
+        publish.write_json(tmp / "catalogue.json", sort_keys=False, obj={
             "format_version": FORMAT_VERSION, "catalogue": name, "catalogue_id": catalogue.catalogue_id,
             "licence": licence, "licence_text": catalogue.licence_text, "meshes": [m.to_json() for m in meshes],
         })
@@ -403,7 +378,7 @@ def _fetch_sweethome3d(cache: Path, debs: DebianPackages) -> Manifest:
         raise FetchError(f"{SH3D_PACKAGE} {version} holds no *.sh3f catalogue under {tree}")
     dest_root = cache / "meshes" / "sweethome3d"
     dest_root.mkdir(parents=True, exist_ok=True)
-    _remove_debris(dest_root)
+    publish.remove_dead_debris(dest_root)
     manifest = Manifest(source="sweethome3d", packages={SH3D_PACKAGE: version})
     for sh3f in catalogues:
         licence = catalogue_licence(sh3f.stem, licences)
@@ -433,8 +408,8 @@ def _fetch_cgal(cache: Path, debs: DebianPackages) -> Manifest:
     if not tarballs:
         raise FetchError(f"{CGAL_PACKAGE} {version}: no data.tar.gz under {tree}")
     dest = cache / "meshes" / "cgal"
-    _remove_debris(dest.parent)
-    tmp = dest.parent / f".tmp-cgal-{os.getpid()}"
+    publish.remove_dead_debris(dest.parent)
+    tmp = publish.temp_path(dest)
     tmp.mkdir(parents=True)
     manifest = Manifest(source="cgal", packages={CGAL_PACKAGE: version})
     started = time.monotonic()
@@ -572,10 +547,10 @@ def _fetch_env(cache: Path, debs: DebianPackages) -> Manifest:
     dest_root = cache / "environments" / "bpy"
     licence_file = maps[0].parent / "license.txt"
     if licence_file.exists():
-        _copy_atomic(licence_file, dest_root / "license.txt")
+        publish.copy_file(licence_file, dest_root / "license.txt")
     for src in maps:
         dest = dest_root / src.name
-        _copy_atomic(src, dest)
+        publish.copy_file(src, dest)
         manifest.environments.append(EnvironmentAsset(
             id=f"bpy/{src.stem}", source="env", name=src.stem, path=dest, licence="CC0-1.0", author=ENV_AUTHOR,
             resolution=_exr_resolution(dest), origin=f"bpy {version}: datafiles/studiolights/world/{src.name}",
@@ -624,7 +599,7 @@ def fetch(sources: str | Iterable[str] | None = None, cache_dir: str | Path | No
     chosen = parse_sources(sources)
     debs = DebianPackages(cache, Path(deb_dir).resolve() if deb_dir else None, keep=keep_downloads)
     with _cache_lock(cache):
-        _remove_debris(cache / "downloads")
+        publish.remove_dead_debris(cache / "downloads")
         for source in chosen:
             existing = _read_manifest(_manifest_path(cache, source))
             if existing is not None and not force:
@@ -803,7 +778,7 @@ def build_index(cache_dir: str | Path | None = None) -> Path:
         "environments": [e.to_json() for e in environments],
     }
     path = cache / INDEX_NAME
-    _write_json_atomic(path, index)
+    publish.write_json(path, index, sort_keys=False)
     logger.info("index %s: %d meshes, %d textures, %d environments from %d sources", path, len(meshes),
                 len(textures), len(environments), len(manifests))
     return path

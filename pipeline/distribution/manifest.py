@@ -9,10 +9,11 @@ off. The format is documented in docs/formats.md §1.
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from core import publish
 
 logger = logging.getLogger(__name__)
 
@@ -121,18 +122,7 @@ def load(path: Path) -> list[ManifestEntry]:
 
 def rewrite(path: Path, entries: Iterable[ManifestEntry]) -> None:
     """Atomically replaces the manifest with `entries` (used to drop a torn line or broken shards)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for entry in entries:
-                f.write(entry.to_line())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    publish.write_text(path, "".join(entry.to_line() for entry in entries), durable=True)
 
 
 def append(path: Path, entry: ManifestEntry) -> None:

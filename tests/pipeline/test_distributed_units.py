@@ -8,15 +8,15 @@ import pytest
 
 import distributed_render
 from pipeline.distribution import manifest as manifest_io
-from pipeline.distribution.driver import (
+from pipeline.distribution.driver import render_dataset
+from pipeline.distribution.faults import parse_faults
+from pipeline.distribution.job import (
     DatasetExistsError,
     FatalRenderError,
     RenderJob,
     RunOptions,
     ShardResult,
     WorkerFailure,
-    parse_faults,
-    render_dataset,
 )
 from pipeline.distribution.shards import plan_shards
 from tests.pipeline.distributed_testlib import assert_exactly, manifest_records
