@@ -33,7 +33,8 @@ stock-blender:
 lint: venv
 	$(VENV)/bin/ruff check .
 
-test: venv stock-blender
+# The tests render real assets: fetch them first (cached outside the repo in CACHE_DIR; a no-op once fetched).
+test: venv stock-blender assets
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q --durations=15
 
