@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.lock import LOCK_NAME, DatasetLock
 from core.samples import SAMPLES, is_complete
 from pipeline.distribution import manifest as manifest_io
 from pipeline.distribution.executors import Executor, LocalExecutor, RayExecutor
@@ -47,8 +48,8 @@ logger = logging.getLogger(__name__)
 
 
 def is_nonempty_dir(path: Path) -> bool:
-    """Whether `path` is a folder holding anything."""
-    return path.is_dir() and any(path.iterdir())
+    """Whether `path` is a folder holding anything besides its writer lock."""
+    return path.is_dir() and any(p.name != LOCK_NAME for p in path.iterdir())
 
 
 def cluster_worker_slots(threads: int) -> int | None:
@@ -308,12 +309,19 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
         What the run did; `failures` is non-empty when shards still failed after their retries.
 
     Raises:
+        DatasetLockedError: another writer holds the dataset folder (core.lock).
         DatasetExistsError: the folder is not empty and `options.resume` is False.
         ManifestError: the manifest does not fit this plan.
         FatalRenderError: the configuration cannot render (bad gin, another dataset in the folder, assets).
     """
-    stats = Throughput(name=job.name)
     shards = plan_shards(num_samples, shard_size)
+    with DatasetLock(job.dataset_dir, "distributed_render.py"):
+        return _render_locked(job, shards, num_samples, options, executor_factory)
+
+
+def _render_locked(job: RenderJob, shards: list[Shard], num_samples: int, options: RunOptions,
+                   executor_factory: Callable[[RenderJob], Executor] | None) -> Throughput:
+    stats = Throughput(name=job.name)
     if is_nonempty_dir(job.dataset_dir) and not options.resume:
         raise DatasetExistsError(
             f"{job.dataset_dir} already holds files; pass -c to continue that dataset, or pick another -d NAME "
