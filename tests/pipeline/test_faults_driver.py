@@ -106,3 +106,37 @@ def test_sigkilled_drivers_ray_leftovers_are_stopped_by_the_next_run(tmp_path):
     assert not [p for p in orphans if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not [p for p in folder.parent.glob(f"{TEMP_PREFIX}*") if p.name == folder.name]
     assert json.loads((tmp_path / "ds" / "dataset.json").read_text())["seed"] == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (the machine's root mounts it; CI runs as root), grown with `grow(mib)`."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+
+    def grow(mib: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={mib}m", str(mount)], check=True)
+
+    try:
+        yield mount, grow
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_disk_ends_the_render_with_one_line_and_a_rerun_completes_it(tmp_path, small_disk):
+    mount, grow = small_disk
+    args = [*TINY, "-p", "rendering.resolution = 64", "-d", "ds", "-n", "60", "-b", "6", "-l", "--no_progress"]
+    result = _driver([*args, "--data_dir", str(mount)])
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1 and "no space left on device writing" in lines[0] and "bytes free" in lines[0]
+    assert "retrying" not in result.stderr
+    samples = mount / "ds" / "samples"
+    assert not [p for p in samples.iterdir() if p.name.startswith(".tmp-")]  # no half-written sample
+    grow(64)
+    assert _driver([*args, "-c", "--data_dir", str(mount)]).returncode == 0
+    assert run_main([*args, "--data_dir", str(tmp_path / "ref")]) == 0
+    for ref in sorted((tmp_path / "ref" / "ds" / "samples").rglob("*")):
+        if ref.is_file():
+            assert (samples / ref.relative_to(tmp_path / "ref" / "ds" / "samples")).read_bytes() == ref.read_bytes()
