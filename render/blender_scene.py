@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from core import camera as camera_math
+from core.off_mesh import OffFormatError, read_off
 
 from render import compat, view_output
 from render.bpy_import import bmesh, bpy, mathutils
@@ -148,33 +149,15 @@ def _primitive_mesh(name: str) -> "bpy.types.Mesh":
     return mesh
 
 
-def _read_off(path: Path) -> "bpy.types.Mesh":
-    """Object File Format (OFF) reader: Blender has no importer for it."""
-    tokens = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.split("#", 1)[0].strip()
-            if line:
-                tokens.extend(line.split())
-    if not tokens or not tokens[0].endswith("OFF"):
-        raise MeshImportError(f"{path} is not an OFF file (first token {tokens[:1]})")
-    pos = 1 if tokens[0] == "OFF" else 0
-    if tokens[0] != "OFF":
-        tokens[0] = tokens[0][:-3]
+def _off_mesh(path: Path) -> "bpy.types.Mesh":
+    """A mesh data block from an ASCII OFF file (OFF, COFF, NOFF, STOFF...: `core.off_mesh`); Blender has no
+    OFF importer. Per-vertex colours, normals and texture coordinates are dropped (materials come from the spec)."""
     try:
-        n_verts, n_faces = int(tokens[pos]), int(tokens[pos + 1])
-        pos += 3
-        verts = np.array(tokens[pos:pos + 3 * n_verts], dtype=np.float64).reshape(n_verts, 3)
-        pos += 3 * n_verts
-        faces = []
-        for _ in range(n_faces):
-            k = int(tokens[pos])
-            faces.append([int(t) for t in tokens[pos + 1:pos + 1 + k]])
-            pos += 1 + k
-    except (ValueError, IndexError) as err:
-        raise MeshImportError(f"{path}: truncated or malformed OFF data ({err})") from err
+        off = read_off(path)
+    except (OffFormatError, OSError) as err:
+        raise MeshImportError(f"could not import mesh {path}: {err}") from err
     mesh = bpy.data.meshes.new(path.stem)
-    mesh.from_pydata(verts.tolist(), [], faces)
+    mesh.from_pydata(off.vertices.tolist(), [], [face.tolist() for face in off.faces])
     mesh.validate()
     return mesh
 
@@ -295,7 +278,7 @@ class BlenderScene:
             raise MeshImportError(f"mesh file {path} does not exist; re-run `python -m pipeline.assets fetch` "
                                   "or fix the path in the asset index")
         if path.suffix.lower() == ".off":
-            return [_read_off(path)]
+            return [_off_mesh(path)]
         try:
             with redirect_stdout_fd(self.log_path):
                 objects = compat.import_mesh_file(path)
