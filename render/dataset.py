@@ -24,6 +24,7 @@ from core.process import pid_alive
 from render import compat, seeding
 from render.blender_scene import BlenderScene
 from render.settings import BatchSettings, DatasetSettings, RenderingSettings
+from render.spec import records_json
 
 logger = logging.getLogger(__name__)
 
@@ -137,8 +138,11 @@ class DatasetRenderer:
                     "resolution": [self.rendering.resolution, self.rendering.resolution],
                     "classes": list(spec.classes),
                     **scene_info,
+                    "records": records_json(spec.records),
                     "views": views,
                 }
+                if spec.split is not None:
+                    sidecar["split"] = spec.split
                 # written last: a folder holding its sidecar is complete (core.samples)
                 (staged.path / sample_rules.SIDECAR).write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
         finally:
