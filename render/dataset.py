@@ -19,16 +19,20 @@ from pathlib import Path
 import gin
 from core import publish
 from core import samples as sample_rules
+from core.layout import DATASET_JSON, Layout, LayoutError
 from core.process import pid_alive
 
-from render import compat, seeding
+from render import compat, declared_layout, seeding
 from render.blender_scene import BlenderScene
 from render.settings import BatchSettings, DatasetSettings, RenderingSettings
 from render.spec import records_json
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+#: dataset.json: 2 declares the layout (core.layout); 1 (no layout) is still resumed, never rewritten.
+DATASET_FORMAT_VERSION = 2
+#: sample.json: records, a view's own light and the split were added without breaking a reader of 1.
+SIDECAR_FORMAT_VERSION = 1
 
 
 class DatasetMismatchError(RuntimeError):
@@ -78,22 +82,32 @@ class DatasetRenderer:
         self.scene = BlenderScene(self.rendering, threads, self._work, cache_meshes=batch.cache_obj_frames,
                                   log_path=log_path)
         self.rendered = 0
+        #: the declared layout every sample is checked against (None for a legacy dataset.json of format 1)
+        self.layout: Layout | None = None
 
     def close(self) -> None:
         shutil.rmtree(self._work, ignore_errors=True)
 
+    def _draw(self, index: int):
+        return self.settings.generator(seeding.sample_rng(self.settings.seed, index), index)
+
+    def declared_layout(self) -> Layout:
+        """The layout this configuration declares: derived from sample 0's spec, whichever samples this process
+        renders, so every shard of a dataset declares the same one."""
+        return declared_layout.declare(self._draw(0), "exr" if self.rendering.render_exr else "png",
+                                       self.settings.layout_kind, self.settings.name)
+
     def prepare(self) -> None:
-        """Creates the folder, checks or writes dataset.json, and removes debris of dead processes on this host."""
+        """Creates the folder, checks or writes dataset.json (with the layout declared from sample 0, before
+        anything renders), and removes debris of dead processes on this host.
+
+        Raises:
+            DatasetMismatchError: the folder holds a dataset of another configuration or another layout.
+            LayoutError: the generator's first sample cannot be declared (e.g. its views disagree).
+        """
         self.samples_dir.mkdir(parents=True, exist_ok=True)
-        info = {
-            "format_version": FORMAT_VERSION,
-            "generator": self.settings.name,
-            "seed": self.settings.seed,
-            "config_hash": self.config_hash,
-            "blender_version": compat.VERSION_STRING,
-            "threads": self.threads,
-        }
-        path = self.dataset_dir / "dataset.json"
+        layout = self.declared_layout()
+        path = self.dataset_dir / DATASET_JSON
         if path.exists():
             existing = json.loads(path.read_text())
             if existing.get("config_hash") != self.config_hash:
@@ -102,9 +116,37 @@ class DatasetRenderer:
                     f"(config hash {existing.get('config_hash', '?')[:12]} != {self.config_hash[:12]}); "
                     "render into another -d NAME or delete that folder"
                 )
+            if "layout" in existing:
+                self.layout = self._check_existing_layout(existing["layout"], layout, path)
+            else:  # format 1: rendered before layouts were declared; consolidation infers its layout
+                logger.info("%s has no layout declaration (format %s); resuming without one",
+                            path, existing.get("format_version"))
         else:
+            info = {
+                "format_version": DATASET_FORMAT_VERSION,
+                "generator": self.settings.name,
+                "seed": self.settings.seed,
+                "config_hash": self.config_hash,
+                "blender_version": compat.VERSION_STRING,
+                "threads": self.threads,
+                "layout": layout.to_json(),
+            }
             publish.write_text(path, json.dumps(info, indent=1, sort_keys=True) + "\n")
+            self.layout = layout
         publish.remove_dead_debris(self.samples_dir)
+
+    def _check_existing_layout(self, data: object, layout: Layout, path: Path) -> Layout:
+        try:
+            existing = Layout.from_json(data, where=str(path))
+        except LayoutError as err:
+            raise DatasetMismatchError(f"{err}; render into another -d NAME or delete that folder") from None
+        if existing != layout:
+            fields = [k for k, v in layout.to_json().items() if existing.to_json()[k] != v]
+            raise DatasetMismatchError(
+                f"{path} declares another layout than this configuration's sample 0 gives (fields {fields}: "
+                f"{[existing.to_json()[k] for k in fields]} != {[layout.to_json()[k] for k in fields]}); the "
+                "generator's code changed since the dataset was started: render into another -d NAME")
+        return existing
 
     def is_complete(self, index: int) -> bool:
         """Whether sample `index` is published (`core.samples.is_complete`)."""
@@ -115,7 +157,9 @@ class DatasetRenderer:
         if self.is_complete(index):
             return False
         seed = seeding.sample_seed(self.settings.seed, index)
-        spec = self.settings.generator(seeding.sample_rng(self.settings.seed, index), index)
+        spec = self._draw(index)
+        if self.layout is not None:
+            declared_layout.check(spec, self.layout, self.settings.name, index)
         try:
             with publish.Staged(sample_rules.sample_dir(self.dataset_dir, index), folder=True) as staged:
                 scene_info = self.scene.build(spec)
@@ -125,7 +169,7 @@ class DatasetRenderer:
                     for v, view in enumerate(spec.views)
                 ]
                 sidecar = {
-                    "format_version": FORMAT_VERSION,
+                    "format_version": SIDECAR_FORMAT_VERSION,
                     "dataset": self.dataset_dir.name,
                     "index": index,
                     "dataset_seed": self.settings.seed,

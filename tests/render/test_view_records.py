@@ -8,18 +8,10 @@ import numpy as np
 import pytest
 
 from core.samples import SPLITS
-from tests.render.helpers import TINY, load_sample, run_render, sample_dirs
+from tests.render.helpers import TINY, load_sample, probe_gin, run_render, sample_dirs
 
 pytest.importorskip("bpy")
 pytestmark = pytest.mark.blender
-
-
-def probe_gin(tmp_path):
-    path = tmp_path / "probe.gin"
-    path.write_text("import tests.render.spec_generators\n"
-                    "dataset.generator = @probe_scene\ndataset.name = 'probe'\ndataset.seed = 5\n"
-                    "rendering.denoise = 'none'\n")
-    return str(path)
 
 
 def _render(tmp_path, name, *bindings, count=2):
