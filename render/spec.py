@@ -22,10 +22,14 @@ Records = tuple[tuple[str, RecordValue], ...]
 
 def _record_value(name: str, value: object) -> RecordValue:
     try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"record {name!r} must be a number or a tuple of numbers, got {value!r}") from err
-    if isinstance(value, bool) or array.dtype == bool or not np.isfinite(array).all():
+        raw = np.asarray(value)
+    except ValueError as err:  # ragged nesting
+        raise ValueError(f"record {name!r} must be a number or a fixed-shape tuple of numbers, got {value!r}") from err
+    # ints and floats only: a string or a bool that numpy would turn into a number is a generator's bug
+    if raw.dtype.kind not in "iuf" or raw.size == 0:
+        raise ValueError(f"record {name!r} must be a number or a fixed-shape tuple of numbers, got {value!r}")
+    array = raw.astype(np.float64)
+    if not np.isfinite(array).all():
         raise ValueError(f"record {name!r} must hold finite numbers, got {value!r}")
     return float(array) if array.ndim == 0 else _nested_tuple(array.tolist())
 
