@@ -19,13 +19,13 @@ from pathlib import Path
 import gin
 from core import publish
 from core import samples as sample_rules
-from core.layout import DATASET_JSON, Layout, LayoutError
+from core.layout import DATASET_JSON, Layout, LayoutError, read_dataset_json
 from core.process import pid_alive
 
 from render import compat, declared_layout, seeding
 from render.blender_scene import BlenderScene
 from render.settings import BatchSettings, DatasetSettings, RenderingSettings
-from render.spec import records_json
+from render.spec import SceneSpec, records_json
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,8 @@ class DatasetRenderer:
     def close(self) -> None:
         shutil.rmtree(self._work, ignore_errors=True)
 
-    def _draw(self, index: int):
+    def _draw(self, index: int) -> SceneSpec:
+        """Sample `index`'s spec: plain data, cheap to draw again."""
         return self.settings.generator(seeding.sample_rng(self.settings.seed, index), index)
 
     def declared_layout(self) -> Layout:
@@ -103,13 +104,14 @@ class DatasetRenderer:
 
         Raises:
             DatasetMismatchError: the folder holds a dataset of another configuration or another layout.
-            LayoutError: the generator's first sample cannot be declared (e.g. its views disagree).
+            LayoutError: the generator's first sample cannot be declared (e.g. its views disagree), or
+                dataset.json is corrupt.
         """
+        layout = self.declared_layout()  # first: a generator that cannot draw sample 0 leaves no folder behind
         self.samples_dir.mkdir(parents=True, exist_ok=True)
-        layout = self.declared_layout()
         path = self.dataset_dir / DATASET_JSON
         if path.exists():
-            existing = json.loads(path.read_text())
+            existing = read_dataset_json(self.dataset_dir)
             if existing.get("config_hash") != self.config_hash:
                 raise DatasetMismatchError(
                     f"{self.dataset_dir} holds a dataset made with another configuration "
