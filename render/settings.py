@@ -183,8 +183,17 @@ class DatasetSettings:
             @gqn_rooms_scene.
         name: short name of the generator recorded in every sidecar.
         seed: dataset seed; sample i uses the seed derived from (seed, i).
+        layout_kind: the layout dataset.json declares (docs/formats.md §1): "scene-major" (all views of a sample
+            in one row, for multi-view generators even when a config renders one view a scene), "sample-major"
+            (one view a sample), or None: scene-major exactly when the generator's sample 0 has several views.
     """
 
     generator: Callable | None = None
     name: str = "selfstudy"
     seed: int = 0
+    layout_kind: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.layout_kind not in (None, "scene-major", "sample-major"):
+            raise ValueError(f"dataset.layout_kind = {self.layout_kind!r}; use 'scene-major', 'sample-major' "
+                             "or None (from the first sample's view count)")
