@@ -1,0 +1,214 @@
+"""Solid voxel grids of meshes and their binvox files (RenderNet's shape input), without Blender.
+
+Plain numpy + trimesh, so generators, exports and tests use it anywhere; this is the one place binvox files
+are read and written (pipeline/ imports it; render/ may not import pipeline/).
+
+The unit cube. A mesh is voxelised in the frame the renderer gives a `MeshSpec(normalize=True)` mesh: its
+bounding box centred at the origin with its largest side 1 (`normalise_to_unit_cube`), so it lies in
+[-0.5, 0.5]^3. A grid of `dim`^3 voxels tiles that cube: voxel [i, j, k] (world x, y, z, z up) is the cell of
+side 1/dim centred at `-0.5 + (i + 0.5) / dim` (likewise j, k). That is binvox's own mapping
+`x = scale * (i + 0.5) / dim + translate` with `translate = (-0.5, -0.5, -0.5)` and `scale = 1`
+(`UNIT_CUBE_TRANSLATE`, `UNIT_CUBE_SCALE`), which is what the binvox files record.
+
+What counts as occupied: a voxel whose cell the surface passes through (sampled at most half a voxel apart,
+as binvox marks surface voxels) or that lies inside the closed surface. Only closed (watertight) meshes have an
+inside; anything else is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import trimesh
+from core import publish
+from trimesh.exchange import binvox as trimesh_binvox
+from trimesh.voxel import creation as voxel_creation
+from trimesh.voxel import encoding as voxel_encoding
+from trimesh.voxel import morphology
+
+logger = logging.getLogger(__name__)
+
+#: binvox `translate` and `scale` of a grid over the unit cube [-0.5, 0.5]^3.
+UNIT_CUBE_TRANSLATE = (-0.5, -0.5, -0.5)
+UNIT_CUBE_SCALE = 1.0
+#: How far (in unit-cube units) a vertex may stray outside [-0.5, 0.5]^3: float32 round-off of a normalised mesh.
+_CUBE_TOLERANCE = 1e-5
+#: binvox's `xzy` storage order (y fastest) as a permutation of our [x, y, z] axes (its own inverse).
+_XZY = (0, 2, 1)
+#: Longest edge (in voxels) the surface is subdivided to before its vertices are rounded to voxels: half a voxel,
+#: so consecutive samples never skip a voxel and the shell stays closed for the fill.
+_MAX_EDGE = 0.5
+
+
+class VoxelizationError(ValueError):
+    """A mesh that has no well-defined solid: empty, degenerate, open, or outside the unit cube."""
+
+
+class BinvoxError(ValueError):
+    """A binvox file or grid this module cannot read or write."""
+
+
+def normalise_to_unit_cube(vertices: np.ndarray, name: str = "mesh") -> np.ndarray:
+    """Moves and scales vertices as the renderer does for `MeshSpec(normalize=True)`.
+
+    `v' = (v - (lo + hi) / 2) / max(hi - lo)`, with lo, hi the per-axis minimum and maximum of the vertices:
+    the bounding box is centred at the origin and its largest side becomes 1 (render/blender_scene.py
+    `_prototype`), so renders and voxels of one mesh agree.
+
+    Args:
+        vertices: (N, 3) float positions in any unit.
+        name: the mesh's name or path, for error messages.
+    Returns:
+        (N, 3) float64 positions inside [-0.5, 0.5]^3.
+    Raises:
+        VoxelizationError: no vertices, non-finite values, or a bounding box of zero size.
+    """
+    v = _vertices(vertices, name)
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    size = float((hi - lo).max())
+    if size <= 0.0:
+        raise VoxelizationError(f"{name}: all vertices coincide; a mesh needs a non-zero size to be normalised")
+    return (v - (lo + hi) / 2.0) / size
+
+
+def voxelize(vertices: np.ndarray, faces: np.ndarray, dim: int = 64, name: str = "mesh") -> np.ndarray:
+    """Solid occupancy grid of a closed triangle mesh already in the unit cube.
+
+    Args:
+        vertices: (N, 3) float positions inside [-0.5, 0.5]^3 (see `normalise_to_unit_cube`), world axes.
+        faces: (M, 3) int vertex indices of triangles.
+        dim: voxels along each axis.
+        name: the mesh's name or path, named by every error.
+    Returns:
+        uint8 (dim, dim, dim) grid indexed [x, y, z], 1 = occupied (inside or on the surface), 0 = empty;
+        voxel centres as in the module docstring.
+    Raises:
+        VoxelizationError: empty or degenerate mesh, not watertight, encloses no volume, vertices outside the
+            unit cube, bad shapes or indices.
+    """
+    if not isinstance(dim, int | np.integer) or dim < 2:
+        raise VoxelizationError(f"{name}: dim must be an integer >= 2, got {dim!r}")
+    dim = int(dim)
+    v = _vertices(vertices, name)
+    f = np.asarray(faces)
+    if f.ndim != 2 or f.shape[1] != 3 or f.shape[0] == 0:
+        raise VoxelizationError(f"{name}: faces must be a non-empty (M, 3) array of triangles, got shape {f.shape}")
+    if f.dtype.kind not in "iu":
+        raise VoxelizationError(f"{name}: faces must be integer vertex indices, got dtype {f.dtype}")
+    if f.min() < 0 or f.max() >= len(v):
+        raise VoxelizationError(f"{name}: face indices must lie in [0, {len(v) - 1}], got [{f.min()}, {f.max()}]")
+    outside = np.abs(v).max()
+    if outside > 0.5 + _CUBE_TOLERANCE:
+        raise VoxelizationError(f"{name}: vertices reach {outside:.6g} from the origin, outside the unit cube "
+                                "[-0.5, 0.5]^3; pass them through normalise_to_unit_cube first")
+    # process=True merges vertices at equal positions: mesh files split vertices along UV and normal seams,
+    # which would make a closed surface look open.
+    mesh = trimesh.Trimesh(vertices=v, faces=f, process=True)
+    mesh.update_faces(mesh.nondegenerate_faces())
+    if len(mesh.faces) == 0:
+        raise VoxelizationError(f"{name}: every face is degenerate (zero area); nothing to voxelise")
+    if not mesh.is_watertight:
+        open_edges = len(trimesh.grouping.group_rows(mesh.edges_sorted, require_count=1))
+        raise VoxelizationError(
+            f"{name}: mesh is not watertight ({open_edges} edges belong to one face only, or edges are shared by "
+            "more than two faces), so it has no inside to fill; close or repair it (e.g. trimesh.repair.fill_holes)")
+    if abs(mesh.volume) < 1e-12:
+        raise VoxelizationError(f"{name}: closed surface encloses no volume (flat or self-cancelling)")
+
+    # Voxelise in index space, where voxel i is centred at i with pitch 1: trimesh's subdividing voxeliser
+    # rounds surface points to multiples of its pitch from the origin, so this puts its voxels on our grid.
+    index_space = mesh.copy()
+    index_space.apply_transform(trimesh.transformations.scale_and_translate(scale=dim, translate=dim / 2 - 0.5))
+    # trimesh's own iteration count (max_iter=None) can stop one halving short of its edge limit on edges
+    # whose length is a power of two times that limit, and then raises; two spare halvings always suffice.
+    longest = float(index_space.edges_unique_length.max())
+    halvings = max(int(np.ceil(np.log2(max(longest / _MAX_EDGE, 1.0)))), 0) + 2
+    surface = voxel_creation.voxelize(index_space, pitch=1.0, method="subdivide", max_iter=halvings,
+                                      edge_factor=1.0 / _MAX_EDGE)
+    hits = np.rint(surface.points).astype(np.int64)
+    # A vertex exactly on the cube's face rounds to index dim (or -0.5 to 0 under round-half-even): it lies
+    # on the boundary of the last voxel, which therefore holds it.
+    hits = np.clip(hits, 0, dim - 1)
+    shell = np.zeros((dim, dim, dim), dtype=bool)
+    shell[hits[:, 0], hits[:, 1], hits[:, 2]] = True
+    solid = morphology.fill(voxel_encoding.DenseEncoding(shell), method="holes").dense
+    return solid.astype(np.uint8)
+
+
+def write_binvox(path: str | os.PathLike, grid: np.ndarray, translate: Sequence[float] = UNIT_CUBE_TRANSLATE,
+                 scale: float = UNIT_CUBE_SCALE) -> None:
+    """Writes a cubic occupancy grid as a binvox file, atomically.
+
+    The voxel data are run-length encoded by trimesh (binvox's `xzy` order, y fastest; runs split at 255).
+    The header is written here as binvox itself writes it (`#binvox 1`, `dim`, `translate`, `scale`, `data`,
+    one per line): trimesh's own header puts a comment on line 2, where strict readers such as binvox_rw (used
+    by RenderNet) expect `dim`.
+
+    Args:
+        path: the file to write (replaced if present).
+        grid: (D, D, D) uint8 or bool indexed [x, y, z], values 0/1.
+        translate: (3,) world position of the grid's minimum corner.
+        scale: world side length of the whole grid (voxel side = scale / D).
+    Raises:
+        BinvoxError: a grid that is not cubic and binary, or a non-finite translate / non-positive scale.
+    """
+    grid = np.asarray(grid)
+    if grid.ndim != 3 or len(set(grid.shape)) != 1 or grid.shape[0] == 0:
+        raise BinvoxError(f"{path}: binvox grids here are cubic (D, D, D), got shape {grid.shape}")
+    if grid.dtype != np.bool_ and (grid.dtype.kind not in "iu" or grid.min() < 0 or grid.max() > 1):
+        raise BinvoxError(f"{path}: grid values must be 0/1 (uint8 or bool), got dtype {grid.dtype}")
+    t = [float(x) for x in translate]
+    if len(t) != 3 or not all(np.isfinite(t)):
+        raise BinvoxError(f"{path}: translate must be 3 finite numbers, got {translate!r}")
+    s = float(scale)
+    if not np.isfinite(s) or s <= 0:
+        raise BinvoxError(f"{path}: scale must be a positive number, got {scale!r}")
+    dense = voxel_encoding.DenseEncoding(grid.astype(bool))
+    rle = dense.transpose(_XZY).flat.run_length_data(dtype=np.uint8)
+    d = grid.shape[0]
+    # repr() of a float is the shortest string that reads back to the same float: translate and scale survive.
+    header = f"#binvox 1\ndim {d} {d} {d}\ntranslate {t[0]!r} {t[1]!r} {t[2]!r}\nscale {s!r}\ndata\n"
+    publish.write_bytes(path, header.encode("ascii") + rle.tobytes())
+
+
+def read_binvox(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, float]:
+    """Reads a binvox file written by `write_binvox` or by binvox itself.
+
+    Args:
+        path: the binvox file.
+    Returns:
+        grid: uint8 (D, D, D) indexed [x, y, z] (transposed from binvox's `xzy` storage), values 0/1.
+        translate: (3,) float64.
+        scale: float.
+    Raises:
+        BinvoxError: not a binvox file, a non-cubic grid, or run lengths that do not cover D^3 voxels.
+    """
+    with open(path, "rb") as fh:
+        parsed = trimesh_binvox.parse_binvox(fh)
+    shape = tuple(int(x) for x in parsed.shape)
+    if len(shape) != 3 or len(set(shape)) != 1:
+        raise BinvoxError(f"{path}: expected a cubic grid 'dim D D D', got dim {shape}")
+    rle = parsed.rle_data
+    if len(rle) % 2:
+        raise BinvoxError(f"{path}: voxel data has an odd number of bytes ({len(rle)}); the file is truncated")
+    total = int(rle[1::2].astype(np.int64).sum())
+    if total != int(np.prod(shape)):
+        raise BinvoxError(f"{path}: run lengths cover {total} voxels, dim {shape} needs {int(np.prod(shape))}; "
+                          "the file is truncated or corrupt")
+    if rle[0::2].max(initial=0) > 1:
+        raise BinvoxError(f"{path}: voxel values must be 0 or 1, found {int(rle[0::2].max())}")
+    flat = voxel_encoding.RunLengthEncoding(rle, dtype=bool)
+    grid = flat.reshape(shape).transpose(_XZY).dense
+    return grid.astype(np.uint8), np.asarray(parsed.translate, dtype=np.float64), float(parsed.scale)
+
+
+def _vertices(vertices: np.ndarray, name: str) -> np.ndarray:
+    v = np.asarray(vertices, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] == 0:
+        raise VoxelizationError(f"{name}: vertices must be a non-empty (N, 3) array, got shape {v.shape}")
+    if not np.isfinite(v).all():
+        raise VoxelizationError(f"{name}: vertices hold NaN or infinite values")
+    return v

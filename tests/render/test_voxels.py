@@ -1,0 +1,196 @@
+"""render/voxels.py: solid voxelisation in the unit cube and binvox files, read back by an independent reader."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+
+from render.voxels import (
+    UNIT_CUBE_SCALE,
+    UNIT_CUBE_TRANSLATE,
+    BinvoxError,
+    VoxelizationError,
+    normalise_to_unit_cube,
+    read_binvox,
+    voxelize,
+    write_binvox,
+)
+
+
+def reference_read_binvox(path: Path) -> tuple[np.ndarray, list[float], float]:
+    """binvox read from the format's description only: five text lines, then (value, count) byte pairs.
+
+    Lines: `#binvox 1`, `dim D D D`, `translate tx ty tz`, `scale s`, `data` (strictly in that order, as
+    binvox_rw reads them). Voxels are stored x slowest, then z, then y fastest; returned indexed [x, y, z].
+    """
+    raw = path.read_bytes()
+    lines, pos = [], 0
+    for _ in range(5):
+        end = raw.index(b"\n", pos)
+        lines.append(raw[pos:end].decode("ascii"))
+        pos = end + 1
+    assert lines[0] == "#binvox 1"
+    assert re.fullmatch(r"dim \d+ \d+ \d+", lines[1]), lines[1]
+    assert lines[2].startswith("translate ") and lines[3].startswith("scale ") and lines[4] == "data"
+    dims = [int(x) for x in lines[1].split(" ")[1:]]
+    translate = [float(x) for x in lines[2].split(" ")[1:]]
+    scale = float(lines[3].split(" ")[1])
+    pairs = raw[pos:]
+    assert len(pairs) % 2 == 0
+    flat = []
+    for value, count in zip(pairs[0::2], pairs[1::2], strict=True):
+        assert value in (0, 1) and 1 <= count <= 255
+        flat.extend([value] * count)
+    d = dims[0]
+    assert len(flat) == d * d * d
+    grid = np.zeros((d, d, d), dtype=np.uint8)
+    n = 0
+    for x in range(d):
+        for z in range(d):
+            for y in range(d):
+                grid[x, y, z] = flat[n]
+                n += 1
+    return grid, translate, scale
+
+
+def centres(dim: int) -> np.ndarray:
+    """World coordinate of voxel centres along one axis, as the module docstring states."""
+    return -0.5 + (np.arange(dim) + 0.5) / dim
+
+
+def box(lo: tuple[float, float, float], hi: tuple[float, float, float]) -> trimesh.Trimesh:
+    lo_, hi_ = np.asarray(lo), np.asarray(hi)
+    b = trimesh.creation.box(extents=hi_ - lo_)
+    b.apply_translation((lo_ + hi_) / 2)
+    return b
+
+
+# ----------------------------------------------------------------------------------------------- binvox
+@pytest.mark.parametrize("dim", [32, 64])
+def test_binvox_round_trip_matches_independent_reader(tmp_path: Path, dim: int) -> None:
+    rng = np.random.default_rng(dim)
+    grid = (rng.random((dim, dim, dim)) < 0.3).astype(np.uint8)
+    grid[:5] = 1  # a run far longer than 255 voxels: the encoder must split it
+    translate, scale = (-0.123456789, 0.1 + 0.2, 7.0), 1.0 / 3.0
+    path = tmp_path / "g.binvox"
+    write_binvox(path, grid, translate, scale)
+    ref_grid, ref_t, ref_s = reference_read_binvox(path)
+    np.testing.assert_array_equal(ref_grid, grid)
+    assert ref_t == list(translate) and ref_s == scale  # bit-exact floats in the header
+    ours, t, s = read_binvox(path)
+    assert ours.dtype == np.uint8
+    np.testing.assert_array_equal(ours, grid)
+    assert t.tolist() == list(translate) and s == scale
+    assert [p.name for p in tmp_path.iterdir()] == ["g.binvox"]  # atomic write left no temporary file
+
+
+def test_binvox_stores_y_fastest(tmp_path: Path) -> None:
+    grid = np.zeros((4, 4, 4), dtype=np.uint8)
+    grid[0, 1, 0] = 1  # x=0, z=0, y=1: the second voxel in xzy order
+    write_binvox(tmp_path / "one.binvox", grid)
+    body = (tmp_path / "one.binvox").read_bytes().split(b"data\n", 1)[1]
+    assert list(body[:6]) == [0, 1, 1, 1, 0, 62]
+    grid = np.zeros((4, 4, 4), dtype=np.uint8)
+    grid[0, 0, 1] = 1  # z=1 comes after all four y of z=0
+    write_binvox(tmp_path / "z.binvox", grid)
+    body = (tmp_path / "z.binvox").read_bytes().split(b"data\n", 1)[1]
+    assert list(body[:6]) == [0, 4, 1, 1, 0, 59]
+
+
+def test_binvox_refuses_bad_grids_and_files(tmp_path: Path) -> None:
+    with pytest.raises(BinvoxError, match="cubic"):
+        write_binvox(tmp_path / "a.binvox", np.zeros((4, 4, 5), np.uint8))
+    with pytest.raises(BinvoxError, match="0/1"):
+        write_binvox(tmp_path / "a.binvox", np.full((4, 4, 4), 2, np.uint8))
+    with pytest.raises(BinvoxError, match="scale"):
+        write_binvox(tmp_path / "a.binvox", np.zeros((4, 4, 4), np.uint8), scale=0.0)
+    assert not list(tmp_path.iterdir())
+    write_binvox(tmp_path / "ok.binvox", np.ones((4, 4, 4), np.uint8))
+    truncated = tmp_path / "cut.binvox"
+    truncated.write_bytes((tmp_path / "ok.binvox").read_bytes()[:-1])
+    with pytest.raises(BinvoxError, match="cut.binvox"):
+        read_binvox(truncated)
+
+
+# ------------------------------------------------------------------------------------------- voxelising
+@pytest.mark.parametrize("dim", [32, 64])
+def test_closed_box_is_solid(dim: int) -> None:
+    lo, hi = (-0.3, -0.2, -0.45), (0.2, 0.35, 0.1)
+    b = box(lo, hi)
+    grid = voxelize(b.vertices, b.faces, dim=dim, name="box")
+    assert grid.shape == (dim, dim, dim) and grid.dtype == np.uint8
+    c = centres(dim)
+    cx, cy, cz = np.meshgrid(c, c, c, indexing="ij")
+    inside = (cx > lo[0]) & (cx < hi[0]) & (cy > lo[1]) & (cy < hi[1]) & (cz > lo[2]) & (cz < hi[2])
+    half = 0.5 / dim  # a voxel whose cell does not touch the box is never set
+    touches = ((cx + half >= lo[0]) & (cx - half <= hi[0]) & (cy + half >= lo[1]) & (cy - half <= hi[1])
+               & (cz + half >= lo[2]) & (cz - half <= hi[2]))
+    assert grid[inside].all(), "interior voxels must be filled, not only the shell"
+    assert not grid[~touches].any()
+    side = np.subtract(hi, lo)
+    # surface voxels are conservative: the volume exceeds the box's by less than one voxel layer per face
+    assert np.prod(side) < grid.mean() < np.prod(side + 2.0 / dim)
+
+
+def test_sphere_volume_fraction_close_to_analytic() -> None:
+    s = trimesh.creation.icosphere(subdivisions=4, radius=0.4)
+    grid = voxelize(s.vertices, s.faces, dim=64, name="sphere")
+    analytic = 4 / 3 * np.pi * 0.4**3
+    assert analytic < grid.mean() < analytic * 1.12  # conservative surface voxels add under a layer
+    assert grid[32, 32, 32] == 1 and grid[0, 0, 0] == 0
+
+
+def test_axis_order_is_xyz_in_world_axes() -> None:
+    # An L: a long bar along +x at the bottom and a post going up +z at the -x end; nothing along y beyond 0.1.
+    bar = box((-0.5, -0.05, -0.5), (0.5, 0.05, -0.3))
+    post = box((-0.5, -0.05, -0.4), (-0.3, 0.05, 0.5))  # overlaps the bar: two closed parts
+    ell = trimesh.util.concatenate([bar, post])
+    grid = voxelize(ell.vertices, ell.faces, dim=32, name="L")
+    extent = [int(np.any(grid, axis=tuple(a for a in range(3) if a != k)).sum()) for k in range(3)]
+    assert extent[0] == 32 and extent[2] == 32 and extent[1] <= 5
+    c = centres(32)
+    ix_far_x, iz_top = int(np.argmin(abs(c - 0.45))), int(np.argmin(abs(c - 0.45)))
+    assert grid[ix_far_x, 16, 2] == 1  # the far end of the bar, at the bottom
+    assert grid[ix_far_x, 16, iz_top] == 0  # nothing above the bar's far end
+    assert grid[1, 16, iz_top] == 1  # the top of the post, at -x
+
+
+def test_normalise_matches_renderer_formula() -> None:
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(50, 3)) * [3.0, 1.0, 0.5] + [10.0, -2.0, 7.0]
+    out = normalise_to_unit_cube(v)
+    lo, hi = v.min(0), v.max(0)
+    np.testing.assert_allclose(out, (v - (lo + hi) / 2) / (hi - lo).max())
+    np.testing.assert_allclose(out.max(0) + out.min(0), 0.0, atol=1e-12)
+    assert (out.max(0) - out.min(0)).max() == pytest.approx(1.0)
+    assert UNIT_CUBE_TRANSLATE == (-0.5, -0.5, -0.5) and UNIT_CUBE_SCALE == 1.0
+
+
+def test_normalised_mesh_voxelises_and_round_trips(tmp_path: Path) -> None:
+    torus = trimesh.creation.torus(major_radius=3.0, minor_radius=1.0)
+    torus.apply_translation([5.0, 1.0, -2.0])
+    v = normalise_to_unit_cube(torus.vertices, "torus")
+    grid = voxelize(v, torus.faces, dim=32, name="torus")
+    assert grid[16, 16, 16] == 0 and grid.sum() > 0  # the hole stays empty
+    write_binvox(tmp_path / "torus.binvox", grid)
+    np.testing.assert_array_equal(reference_read_binvox(tmp_path / "torus.binvox")[0], grid)
+
+
+def test_bad_meshes_raise_naming_the_mesh() -> None:
+    b = box((-0.2, -0.2, -0.2), (0.2, 0.2, 0.2))
+    with pytest.raises(VoxelizationError, match="open.obj.*not watertight"):
+        voxelize(b.vertices, b.faces[:-1], name="open.obj")
+    with pytest.raises(VoxelizationError, match="empty.obj"):
+        voxelize(np.zeros((0, 3)), np.zeros((0, 3), int), name="empty.obj")
+    with pytest.raises(VoxelizationError, match="flat.obj.*degenerate"):
+        voxelize(np.array([[0, 0, 0], [0.1, 0, 0], [0.2, 0, 0]]), np.array([[0, 1, 2]]), name="flat.obj")
+    with pytest.raises(VoxelizationError, match="big.obj.*normalise_to_unit_cube"):
+        voxelize(b.vertices * 4, b.faces, name="big.obj")
+    with pytest.raises(VoxelizationError, match="idx.obj.*indices"):
+        voxelize(b.vertices, b.faces + 100, name="idx.obj")
+    with pytest.raises(VoxelizationError, match="point.obj"):
+        normalise_to_unit_cube(np.ones((4, 3)), name="point.obj")
