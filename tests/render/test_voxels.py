@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+from scipy.ndimage import binary_fill_holes
+from trimesh.voxel import creation
 
 from render.voxels import (
     UNIT_CUBE_SCALE,
@@ -194,3 +196,30 @@ def test_bad_meshes_raise_naming_the_mesh() -> None:
         voxelize(b.vertices, b.faces + 100, name="idx.obj")
     with pytest.raises(VoxelizationError, match="point.obj"):
         normalise_to_unit_cube(np.ones((4, 3)), name="point.obj")
+
+
+def test_agrees_with_trimesh_subdividing_voxeliser() -> None:
+    # trimesh's voxeliser (half-voxel subdivision, the density rule ours follows) on the same grid and fill
+
+    torus = trimesh.creation.torus(major_radius=0.3, minor_radius=0.12)
+    ours = voxelize(torus.vertices, torus.faces, dim=64, name="torus")
+    index_space = torus.copy()
+    index_space.apply_transform(trimesh.transformations.scale_and_translate(scale=64, translate=31.5))
+    surface = creation.voxelize(index_space, pitch=1.0, method="subdivide", max_iter=20)
+    hits = np.clip(np.rint(surface.points).astype(int), 0, 63)
+    shell = np.zeros((64, 64, 64), bool)
+    shell[hits[:, 0], hits[:, 1], hits[:, 2]] = True
+    theirs = binary_fill_holes(shell)
+    assert type(ours) is np.ndarray
+    # the samplers differ only in cells the surface barely touches: a few percent of the surface voxels
+    assert np.sum(ours.astype(bool) != theirs) < 0.05 * shell.sum()
+    assert abs(int(ours.sum()) - int(theirs.sum())) < 0.005 * theirs.sum()
+
+
+def test_a_leaking_shell_is_refused_not_returned_half_filled(monkeypatch: pytest.MonkeyPatch) -> None:
+    import render.voxels as module
+
+    s = trimesh.creation.icosphere(subdivisions=1, radius=0.45)  # 80 large faces
+    monkeypatch.setattr(module, "_MAX_EDGE", 8.0)  # samples 8 voxels apart: the shell has holes
+    with pytest.raises(VoxelizationError, match="ball.obj.*leaks"):
+        voxelize(s.vertices, s.faces, dim=64, name="ball.obj")
