@@ -5,15 +5,17 @@ are read and written (pipeline/ imports it; render/ may not import pipeline/).
 
 The unit cube. A mesh is voxelised in the frame the renderer gives a `MeshSpec(normalize=True)` mesh: its
 bounding box centred at the origin with its largest side 1 (`normalise_to_unit_cube`), so it lies in
-[-0.5, 0.5]^3. A grid of `dim`^3 voxels tiles that cube: voxel [i, j, k] (world x, y, z, z up) is the cell of
-side 1/dim centred at `-0.5 + (i + 0.5) / dim` (likewise j, k). That is binvox's own mapping
-`x = scale * (i + 0.5) / dim + translate` with `translate = (-0.5, -0.5, -0.5)` and `scale = 1`
-(`UNIT_CUBE_TRANSLATE`, `UNIT_CUBE_SCALE`), which is what the binvox files record.
+[-0.5, 0.5]^3. `load_mesh_file` reads a file in the axes the renderer's importers give it, so
+`normalise_to_unit_cube(load_mesh_file(p)[0])` is where the renderer puts mesh `p`. A grid of `dim`^3 voxels
+tiles that cube: voxel [i, j, k] (world x, y, z, z up) is the cell of side 1/dim centred at
+`-0.5 + (i + 0.5) / dim` (likewise j, k). That is binvox's own mapping `x = scale * (i + 0.5) / dim + translate`
+with `translate = (-0.5, -0.5, -0.5)` and `scale = 1` (`UNIT_CUBE_TRANSLATE`, `UNIT_CUBE_SCALE`), which is
+what the binvox files record.
 
 What counts as occupied: a voxel whose cell holds a sample of the surface (samples at most half a voxel apart,
 so nearly every cell the surface passes through, as binvox marks surface voxels) or that lies inside the closed
-surface (trimesh's hole fill of that shell). Only closed (watertight) meshes have an
-inside; anything else is refused rather than guessed at.
+surface (trimesh's hole fill of that shell). Only closed (watertight) meshes have an inside; anything else is
+refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import functools
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import trimesh
 from core import publish
+from core.off_mesh import OffFormatError, read_off
 from trimesh.exchange import binvox as trimesh_binvox
 from trimesh.voxel import encoding as voxel_encoding
 from trimesh.voxel import morphology
@@ -46,12 +50,61 @@ _MAX_EDGE = 0.5
 _POINTS_PER_BATCH = 4_000_000
 
 
+#: How the renderer's importers place a file's (x, y, z) in the world (measured with bpy 5.0.1): Blender's OBJ
+#: importer (forward -Z, up Y) maps it to (x, -z, y); its PLY and STL importers and the renderer's own OFF
+#: reader keep the file's axes. Rows: world axes; columns: file axes.
+IMPORT_AXES = {
+    ".obj": ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0)),
+    ".ply": ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+    ".stl": ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+    ".off": ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+}
+
+
 class VoxelizationError(ValueError):
     """A mesh that has no well-defined solid: empty, degenerate, open, or outside the unit cube."""
 
 
 class BinvoxError(ValueError):
     """A binvox file or grid this module cannot read or write."""
+
+
+def load_mesh_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A mesh file's triangles in the world axes the renderer imports it with (before normalisation).
+
+    All objects and groups of the file together, as the renderer sizes them together. Polygons are split into
+    triangles (trimesh for OBJ/PLY/STL; a fan for OFF, read by core.off_mesh).
+
+    Args:
+        path: an .obj, .ply, .stl or .off file.
+    Returns:
+        vertices: (N, 3) float64 in the file's units, world axes (`IMPORT_AXES`).
+        faces: (M, 3) int64 triangles.
+    Raises:
+        VoxelizationError: another format, an unreadable file, or a file without triangles.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMPORT_AXES:
+        raise VoxelizationError(f"{path}: no loader for {suffix!r} files; use one of {sorted(IMPORT_AXES)}")
+    if not path.is_file():
+        raise VoxelizationError(f"{path}: no such mesh file")
+    try:
+        if suffix == ".off":
+            off = read_off(path)
+            vertices = off.vertices
+            fans = [np.stack([np.full(len(f) - 2, f[0]), f[1:-1], f[2:]], axis=1) for f in off.faces if len(f) >= 3]
+            faces = np.concatenate(fans) if fans else np.zeros((0, 3), np.int64)
+        else:
+            # skip_materials: only geometry matters here, and textures would be decoded for nothing
+            mesh = trimesh.load(path, force="mesh", process=False, skip_materials=True)
+            vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    except (OSError, ValueError, IndexError, OffFormatError) as exc:
+        raise VoxelizationError(f"{path}: could not read the mesh ({exc})") from exc
+    if len(faces) == 0:
+        raise VoxelizationError(f"{path}: the file holds no triangles")
+    axes = np.asarray(IMPORT_AXES[suffix])
+    return np.asarray(vertices, dtype=np.float64) @ axes.T, np.asarray(faces, dtype=np.int64)
 
 
 def normalise_to_unit_cube(vertices: np.ndarray, name: str = "mesh") -> np.ndarray:
