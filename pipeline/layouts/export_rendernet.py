@@ -66,7 +66,6 @@ POLAR_RANGE = (10.0, 170.0)
 RADIUS_RANGE = (2.5, 4.5)
 #: The prefix RenderNet's loader needs to find `<object>.binvox` from an image name.
 OBJECT_PREFIX = "ply"
-SUFFIXES = ("albedo", "normal")
 _RADIUS_EXACT = 1e-4  # float32 storage of 3.3 is 3.2999999523: a difference below this is not a rounding
 
 
@@ -100,8 +99,9 @@ def angle_text(degrees: float) -> str:
     return "0" if text == "-0" else text
 
 
-def pose_name(obj: str, azimuth: float, elevation: float, radius_text: str) -> str:
-    """`<obj>_p<azimuth>_t<polar>_r<radius>` for an azimuth and elevation in degrees (polar t = 90 - elevation).
+def pose_name(obj: str, azimuth: float, elevation: float, radius: str) -> str:
+    """`<obj>_p<azimuth>_t<polar>_r<radius>` for an azimuth and elevation in degrees (polar t = 90 - elevation)
+    and a radius already formatted by `radius_text`.
 
     Raises:
         ExportError: a polar angle outside RenderNet's [10, 170] degrees.
@@ -111,7 +111,7 @@ def pose_name(obj: str, azimuth: float, elevation: float, radius_text: str) -> s
     if not POLAR_RANGE[0] <= polar <= POLAR_RANGE[1]:
         raise ExportError(f"elevation {float(elevation):.4g} deg is polar angle {polar:.4g} deg, outside "
                           f"RenderNet's [{POLAR_RANGE[0]:g}, {POLAR_RANGE[1]:g}]: keep elevations within [-80, 80]")
-    return f"{obj}_p{angle_text(az)}_t{angle_text(polar)}_r{radius_text}"
+    return f"{obj}_p{angle_text(az)}_t{angle_text(polar)}_r{radius}"
 
 
 def radius_text(radius: float, round_radius: bool = False) -> str:
