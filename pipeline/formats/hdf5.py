@@ -21,6 +21,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from h5py import h5s
 
 logger = logging.getLogger(__name__)
 
@@ -129,14 +130,20 @@ def new_dataset(
 
 
 def append_rows(ds: h5py.Dataset, rows: np.ndarray | list) -> None:
-    """Appends rows along axis 0."""
+    """Appends rows along axis 0 (a vlen dataset must be 1-D, as every one this project writes is)."""
     n = len(rows)
     if n == 0:
         return
     start = ds.shape[0]
     ds.resize(start + n, axis=0)
     if ds.dtype.kind == "O":
-        for i, row in enumerate(rows):  # row by row: h5py turns equal-length rows of an object array into 2-D
-            ds[start + i] = row
+        # Through the low-level API: h5py's slicing turns equal-length rows into a 2-D array and refuses them, and
+        # row by row costs ~0.16 ms a row against ~0.004 ms for one write of the whole batch.
+        batch = np.empty(n, dtype=ds.dtype)
+        for i, row in enumerate(rows):
+            batch[i] = row
+        file_space = ds.id.get_space()
+        file_space.select_hyperslab((start,), (n,))
+        ds.id.write(h5s.create_simple((n,)), file_space, batch)
     else:
         ds[start : start + n] = np.asarray(rows, dtype=ds.dtype)
