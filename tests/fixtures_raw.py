@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.camera import sphere_angles
 from pipeline.formats.exr import read_view_exr, write_view_exr
 from pipeline.formats.png import encode_png8, linear_to_srgb8
 
@@ -95,9 +96,14 @@ def _view_record(file: str, k: np.ndarray, c2w_cv: np.ndarray, target: np.ndarra
 
 
 def make_sample(
-    sample_dir: Path, index: int, dataset_seed: int, n_views: int, resolution: tuple[int, int], exr: bool = True
+    sample_dir: Path, index: int, dataset_seed: int, n_views: int, resolution: tuple[int, int], exr: bool = True,
+    records: bool = False, split: str | None = None,
 ) -> dict:
-    """Writes one sample folder (sidecar + views); returns the sidecar."""
+    """Writes one sample folder (sidecar + views); returns the sidecar.
+
+    With `records`, each view records its camera's `azimuth`, `elevation` (degrees) and `radius` around the
+    look-at point and the sample its key light's `light_offset` (3,); `split` is written as the sample's "split".
+    """
     rng = np.random.default_rng([dataset_seed, index])
     width, height = resolution
     objects = []
@@ -129,6 +135,9 @@ def make_sample(
         else:
             (sample_dir / name).write_bytes(encode_png8(linear_to_srgb8(img["rgb"])))
         views.append(_view_record(name, k, c2w, target))
+        if records:
+            az, el, radius = sphere_angles(pos, target)
+            views[-1]["records"] = {"azimuth": math.degrees(az), "elevation": math.degrees(el), "radius": radius}
     sidecar = {
         "format_version": 1, "dataset": sample_dir.parent.parent.name, "index": index,
         "dataset_seed": dataset_seed, "seed": int(rng.integers(2**31)),
@@ -138,8 +147,25 @@ def make_sample(
                                                "color": [1.0, 1.0, 1.0]}],
         "views": views,
     }
+    if records:
+        sidecar["records"] = {"light_offset": [3.0, -2.0, 5.0 - 0.1 * index]}
+    if split is not None:
+        sidecar["split"] = split
     (sample_dir / "sample.json").write_text(json.dumps(sidecar, indent=1))
     return sidecar
+
+
+def fixture_layout(n_views: int, exr: bool = True, records: bool = False, splits: bool = False) -> dict:
+    """The layout declaration (core.layout) the render side writes for a fixture dataset of these options."""
+    return {
+        "kind": "scene-major" if n_views > 1 else "sample-major",
+        "views": n_views,
+        "image_format": "exr" if exr else "png",
+        "channels": ["rgb", "depth", "instance", "semantic", "normal"] if exr else ["rgb"],
+        "view_records": {"azimuth": [], "elevation": [], "radius": []} if records else {},
+        "sample_records": {"light_offset": [3]} if records else {},
+        "split": "declared" if splits else "index % 12",
+    }
 
 
 def make_raw_dataset(
@@ -151,16 +177,29 @@ def make_raw_dataset(
     seed: int = 7,
     exr: bool = True,
     manifest: bool = False,
+    legacy: bool = False,
+    records: bool = False,
+    splits: dict[int, str] | None = None,
 ) -> Path:
-    """Writes ``data_dir/name`` as ``render.py`` would (dataset.json + samples/XXXXXX/); returns that folder."""
+    """Writes ``data_dir/name`` as ``render.py`` would (dataset.json + samples/XXXXXX/); returns that folder.
+
+    Args:
+        legacy: write dataset.json as before layouts were declared (format_version 1, no "layout").
+        records: per-view and per-sample records (see :func:`make_sample`), declared in the layout.
+        splits: sample index -> declared split; the layout then declares split "declared" (every sample needs one).
+    """
     dataset_dir = Path(data_dir) / name
     (dataset_dir / "samples").mkdir(parents=True, exist_ok=True)
-    (dataset_dir / "dataset.json").write_text(json.dumps({
-        "format_version": 1, "generator": "fixture_spheres", "seed": seed, "config_hash": "0" * 64,
+    meta = {
+        "format_version": 1 if legacy else 2, "generator": "fixture_spheres", "seed": seed, "config_hash": "0" * 64,
         "blender_version": "none", "threads": 1,
-    }))
+    }
+    if not legacy:
+        meta["layout"] = fixture_layout(n_views, exr, records, splits is not None)
+    (dataset_dir / "dataset.json").write_text(json.dumps(meta))
     for index in range(n_samples):
-        make_sample(dataset_dir / "samples" / f"{index:06d}", index, seed, n_views, resolution, exr)
+        make_sample(dataset_dir / "samples" / f"{index:06d}", index, seed, n_views, resolution, exr, records,
+                    None if splits is None else splits.get(index))
     if manifest:
         (dataset_dir / "manifest.jsonl").write_text(json.dumps({"shard": 0, "samples": list(range(n_samples))}) + "\n")
     return dataset_dir
