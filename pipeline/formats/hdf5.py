@@ -16,6 +16,7 @@ import fcntl
 import logging
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +70,31 @@ def create_h5(path: Path) -> h5py.File:
 
 def publish(fh: h5py.File, path: Path) -> None:
     """Closes a file from :func:`create_h5`, flushes it to disk and renames it to ``path``."""
-    tmp = Path(fh.filename)
-    fh.close()
-    fd = os.open(tmp, os.O_RDONLY)
+    publish_all([(fh, path)])
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+
+
+def publish_all(files: list[tuple[h5py.File, Path]]) -> None:
+    """Closes files from :func:`create_h5`, flushes them to disk together, then renames each to its path.
+
+    The flushes run in threads (fsync releases the GIL): one after the other, the 12 buckets of a dataset cost
+    ~10 ms each, about a tenth of consolidating 300 frames of 64x64.
+    """
+    tmps = []
+    for fh, _ in files:
+        tmps.append(Path(fh.filename))
+        fh.close()
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(tmps)))) as pool:
+        list(pool.map(_fsync, tmps))
+    for tmp, (_, path) in zip(tmps, files, strict=True):
+        os.replace(tmp, path)
 
 
 def discard(fh: h5py.File | None, path: Path) -> None:

@@ -574,9 +574,10 @@ class _BucketWriter:
     def rows(self) -> int:
         return self.ds["index"].shape[0] + len(self.buf["index"])
 
-    def publish(self) -> None:
+    def close_for_publish(self) -> tuple[h5py.File, Path]:
+        """Writes what is buffered; the (file, final path) for :func:`h5_out.publish_all`."""
         self.flush()
-        h5_out.publish(self.fh, self.path)
+        return self.fh, self.path
 
     def discard(self) -> None:
         h5_out.discard(self.fh, self.path)
@@ -714,8 +715,7 @@ def consolidate(
                 split_of_sample[index] = plan.split(survey)
             for writer in writers.values():
                 result.rows[writer.path.name] = writer.rows
-            for writer in writers.values():
-                writer.publish()
+            h5_out.publish_all([writer.close_for_publish() for writer in writers.values()])
         except BaseException:
             for writer in writers.values():
                 writer.discard()

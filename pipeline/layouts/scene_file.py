@@ -305,9 +305,17 @@ class SceneFileWriter:
 
     def publish(self) -> None:
         """Writes what is buffered, closes the file and renames it to its final path."""
+        try:
+            h5_out.publish_all([self.close_for_publish()])
+        except BaseException:
+            self.discard()
+            raise
+
+    def close_for_publish(self) -> tuple[h5py.File, Path]:
+        """Writes what is buffered; the (file, final path) to publish with others (:func:`h5_out.publish_all`)."""
         self._flush()
-        h5_out.publish(self.fh, self.path)
-        self._published = True
+        self._published = True  # the caller publishes or discards it from here on
+        return self.fh, self.path
 
     def discard(self) -> None:
         """Closes and deletes the temporary file (nothing is published)."""
