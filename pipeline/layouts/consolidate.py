@@ -25,8 +25,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -732,6 +734,31 @@ def consolidate(
     return result
 
 
+def running_elsewhere(samples: int = 5, interval_s: float = 0.005) -> float | None:
+    """Median number of runnable tasks other than this one (/proc/loadavg's "running"), None where unknown."""
+    counts = []
+    for i in range(samples):
+        try:
+            running = Path("/proc/loadavg").read_text().split()[3].split("/")[0]
+        except (OSError, IndexError):
+            return None
+        counts.append(max(0, int(running) - 1))  # this process is running while it reads the file
+        if i + 1 < samples:
+            time.sleep(interval_s)
+    return float(np.median(counts))
+
+
 def default_jobs() -> int:
-    """Processes to use by default: the CPUs this process may run on."""
-    return max(1, len(os.sched_getaffinity(0)))
+    """Processes to use by default: the CPUs this process may run on that other work leaves idle, at least 1.
+
+    A pool is faster only on idle cores. Where every core is busy, the kernel shares the CPU between sessions
+    (autogroups), not processes, so a pool gets no more time than one process and its own cost (forking, sending
+    rows back) makes it slower: on this project's shared 2-CPU VM with other sessions' work runnable, 2 workers
+    were slower than 1 process at 64x64 and 128x128 (docs/benchmarks.md). Idle CPUs are estimated from the tasks
+    runnable now (a 20 ms look at /proc/loadavg); without it, all CPUs.
+    """
+    cpus = max(1, len(os.sched_getaffinity(0)))
+    busy = running_elsewhere()
+    if busy is None:
+        return cpus
+    return max(1, min(cpus, math.ceil(cpus - busy)))

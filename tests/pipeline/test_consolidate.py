@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 from pathlib import Path
 
 import h5py
@@ -19,6 +20,7 @@ import preprocess_data
 from pipeline.formats.depth import decode_depth, encode_depth, encode_depth_cm8
 from pipeline.formats.exr import read_view_exr
 from pipeline.formats.png import decode_png, encode_png16, linear_to_srgb8
+from pipeline.layouts import consolidate as consolidate_mod
 from pipeline.layouts.consolidate import consolidate
 from tests.fixtures_raw import corrupt_exr, make_raw_dataset, view_path
 
@@ -210,3 +212,12 @@ def test_help_describes_steps(capsys):
     for flag in ("--to_hdf5", "--preprocess", "--resolution", "--lab", "--buckets", "--compute_stats", "--validate",
                  "--show", "--allow-bad"):
         assert flag in out
+
+
+def test_default_jobs_takes_the_idle_cpus(monkeypatch):
+    real = consolidate_mod.running_elsewhere(samples=2, interval_s=0.0)
+    assert real is None or real >= 0
+    cpus = len(os.sched_getaffinity(0))
+    for busy, want in [(None, cpus), (0.0, cpus), (cpus - 0.5, 1), (cpus + 4.0, 1)]:
+        monkeypatch.setattr(consolidate_mod, "running_elsewhere", lambda busy=busy: busy)
+        assert consolidate_mod.default_jobs() == want, busy
