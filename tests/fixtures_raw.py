@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import camera
 from core.camera import sphere_angles
 from pipeline.formats.exr import read_view_exr, write_view_exr
 from pipeline.formats.png import encode_png8, linear_to_srgb8
@@ -28,22 +29,9 @@ BACKGROUND = np.array([0.05, 0.05, 0.06], np.float32)
 FOV_DEG = 50.0
 
 
-def _look_at_opencv(position: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """OpenCV camera-to-world (x right, y down, z forward) looking from ``position`` at ``target``."""
-    forward = target - position
-    forward = forward / np.linalg.norm(forward)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right = right / np.linalg.norm(right)
-    down = np.cross(forward, right)
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, position
-    return c2w
-
-
 def intrinsics(width: int, height: int, fov_deg: float = FOV_DEG) -> np.ndarray:
     """Pinhole K with a horizontal field of view ``fov_deg``; principal point at the image centre."""
-    f = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
-    return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
+    return camera.intrinsics(width, height, fov_deg)
 
 
 def ray_cast(objects: list[dict], k: np.ndarray, c2w: np.ndarray, width: int, height: int) -> dict[str, np.ndarray]:
@@ -82,16 +70,14 @@ def ray_cast(objects: list[dict], k: np.ndarray, c2w: np.ndarray, width: int, he
 
 def _view_record(file: str, k: np.ndarray, c2w_cv: np.ndarray, target: np.ndarray) -> dict:
     pos = c2w_cv[:3, 3]
-    d = (target - pos) / np.linalg.norm(target - pos)
-    yaw, pitch = math.atan2(d[1], d[0]), math.asin(d[2])
     return {
         "file": file,
         "K": k.tolist(),
-        "cam_to_world_blender": (c2w_cv @ np.diag([1.0, -1.0, -1.0, 1.0])).tolist(),
+        "cam_to_world_blender": (c2w_cv @ camera.BLENDER_TO_OPENCV).tolist(),
         "cam_to_world_opencv": c2w_cv.tolist(),
         "look_at": target.tolist(),
-        "viewpoint_gqn": [*pos.tolist(), math.sin(yaw), math.cos(yaw), math.sin(pitch), math.cos(pitch)],
-        "viewpoint_xyzyp": [*pos.tolist(), yaw, pitch],
+        "viewpoint_gqn": camera.gqn_viewpoint(pos, target),
+        "viewpoint_xyzyp": camera.xyzyp_viewpoint(pos, target),
     }
 
 
@@ -126,7 +112,7 @@ def make_sample(
     for v in range(n_views):
         yaw = yaw0 + 2 * math.pi * v / n_views
         pos = np.array([2.6 * math.cos(yaw), 2.6 * math.sin(yaw), 1.3 + 0.3 * (v % 2)])
-        c2w = _look_at_opencv(pos, target)
+        c2w = camera.blender_to_opencv(camera.look_at(pos, target))
         img = ray_cast(objects, k, c2w, width, height)
         name = f"view_{v:02d}.{'exr' if exr else 'png'}"
         if exr:

@@ -13,9 +13,12 @@ with bpy 5.0.1 and committed under `tests/data/raw/` (so the check never needs B
         -p "rendering.render_exr = True"
     render.py -d rooms --count 2 -g gqn_rooms_ring_camera (same settings)
 
-Regenerate the golden file only when a format change is intended (and say so in the commit):
+The golden file is the output of the code before issue 12 (commit 394c6c3). When the fixture inputs change,
+regenerate it with that code and the current fixtures, never with the current consolidation:
 
-    .venv/bin/python -m tests.pipeline.consolidate_golden
+    git archive 394c6c3 | tar -x -C /tmp/old && cp tests/fixtures_raw.py /tmp/old/tests/
+    cd /tmp/old && ln -s /work/wt-layouts/.venv .venv && .venv/bin/python -m tests.pipeline.consolidate_golden
+    cp /tmp/old/tests/data/consolidate_golden.json /work/wt-layouts/tests/data/
 """
 
 from __future__ import annotations
