@@ -10,9 +10,12 @@ import numpy as np
 import OpenEXR
 import pytest
 
+import paths
+import preprocess_data
 from core.layout import LayoutError
 from core.samples import split_of
 from pipeline.formats.exr import CANONICAL_CHANNELS, read_view_exr, write_view_exr
+from pipeline.formats.png import linear_to_srgb8
 from pipeline.layouts.consolidate import consolidate
 from pipeline.layouts.preprocess import preprocess
 from tests.fixtures_raw import fixture_layout, make_raw_dataset, make_sample, view_path
@@ -160,3 +163,32 @@ def test_ids_above_255_are_a_bad_sample_not_a_wrapped_id(tmp_path):
     write_view_exr(path, view.rgb, view.depth, np.where(view.instance > 0, 300, 0), view.semantic, view.normal)
     reasons = {b.name: b.reason for b in consolidate(dataset_dir, jobs=1).bad}
     assert "instance id 300 does not fit uint8" in reasons["000001"]
+
+
+def test_cli_reports_a_corrupt_dataset_json_and_exits_2(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(paths, "DATA_DIR", tmp_path)
+    dataset_dir = make_raw_dataset(tmp_path, "cli", n_samples=2)
+    (dataset_dir / "dataset.json").write_text("{oops")
+    with caplog.at_level(logging.ERROR):
+        assert preprocess_data.main(["-d", "cli", "-f", "-q", "-j", "1"]) == 2
+    (message,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert str(dataset_dir / "dataset.json") in message and "re-render" in message
+    assert not list(dataset_dir.glob("*.h5")) and not (dataset_dir / "consolidation.json").exists()
+
+
+def test_declared_albedo_is_stored_srgb_encoded(tmp_path):
+    dataset_dir = make_raw_dataset(tmp_path, "alb", n_samples=2, n_views=2)
+    meta = json.loads((dataset_dir / "dataset.json").read_text())
+    meta["layout"]["channels"].append("albedo")
+    (dataset_dir / "dataset.json").write_text(json.dumps(meta))
+    for index in range(2):
+        for v in range(2):
+            path = view_path(dataset_dir, index, v)
+            view = read_view_exr(path)
+            write_view_exr(path, view.rgb, view.depth, view.instance, view.semantic, view.normal,
+                           albedo=np.clip(view.rgb * 1.5, 0, 1))
+    assert consolidate(dataset_dir, jobs=1).bad == []
+    with h5py.File(dataset_dir / "scenes_train.h5", "r") as fh:
+        assert "albedo" in json.loads(fh.attrs["fields"])
+        albedo = read_view_exr(view_path(dataset_dir, 1, 0)).albedo
+        assert np.array_equal(fh["albedo"][1, 0], linear_to_srgb8(albedo))
