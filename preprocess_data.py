@@ -20,8 +20,9 @@ import sys
 from pathlib import Path
 
 import paths
+from core.lock import DatasetLockedError
 from core.samples import N_BUCKETS
-from pipeline.formats.hdf5 import DatasetBusyError
+from pipeline.formats.hdf5 import DiskFullError
 from pipeline.layouts.consolidate import consolidate, default_jobs
 from pipeline.layouts.preprocess import preprocess
 from pipeline.quality.contact_sheet import make_contact_sheet
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.show:
             out = args.show_out or dataset_dir / "contact_sheet.png"
             make_contact_sheet(dataset_dir, args.show, out)
-    except (FileNotFoundError, ValueError, DatasetBusyError) as exc:
+    except (FileNotFoundError, ValueError, DiskFullError, DatasetLockedError) as exc:
         logger.error("%s", exc)
         return 2
     return status

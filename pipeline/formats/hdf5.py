@@ -6,13 +6,13 @@
   lock) removes the debris of dead writers.
 - Reproducible: datasets are created with ``track_times=False`` and the file with a fixed ``libver``, so the same
   input gives the same bytes.
-- One writer: :func:`dataset_lock` takes an exclusive ``flock`` on ``DATA_DIR/NAME/.preprocess.lock``.
+- One writer: :func:`dataset_lock` holds the dataset folder's writer lock (:mod:`core.lock`), the one every
+  writer of the folder takes (renderers, consolidation, exports, imports).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 from collections.abc import Iterator
@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 from h5py import h5s
 
+from core.lock import DatasetLock
 from core.publish import remove_dead_debris, temp_path
 
 logger = logging.getLogger(__name__)
@@ -31,31 +32,55 @@ logger = logging.getLogger(__name__)
 LIBVER = ("v110", "v110")
 
 
-class DatasetBusyError(RuntimeError):
-    """Another process holds the dataset's preprocessing lock."""
+class DiskFullError(OSError):
+    """Too little space is left to write an HDF5 file; the message names the path, the bytes needed and free."""
+
+    def __init__(self, path: Path, needed: int, free: int) -> None:
+        super().__init__(f"no space left on device for {path}: about {needed} bytes needed, {free} bytes free; "
+                         "free some space (or move the dataset) and run again")
+        self.path, self.needed, self.free = path, needed, free
+
+
+#: Space kept free while writing: HDF5 writes its metadata (chunk indices, the superblock) when a file closes, and
+#: a write that fails there leaves h5py unable to close the file (seen: a segfault after ENOSPC at close).
+MIN_HEADROOM = 4 * 2**20
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on the file system holding `path`."""
+    st = os.statvfs(Path(path).parent)
+    return st.f_bavail * st.f_frsize
+
+
+def temp_size(path: Path) -> int:
+    """Bytes the temporary file of `path` holds so far (0 when there is none)."""
+    try:
+        return tmp_path(path).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def reserve(path: Path, nbytes: int) -> None:
+    """Raises DiskFullError unless `nbytes` more fit beside `path` with MIN_HEADROOM to spare.
+
+    Writers call it before each write, so a full disk stops them while HDF5 can still close (and they can
+    delete) their temporary files, instead of failing inside HDF5.
+    """
+    free = free_bytes(path)
+    if free < nbytes + MIN_HEADROOM:
+        raise DiskFullError(path, nbytes + MIN_HEADROOM, free)
 
 
 @contextlib.contextmanager
-def dataset_lock(dataset_dir: Path) -> Iterator[None]:
-    """Exclusive lock of one dataset's consolidated outputs; removes dead writers' temporary files once held.
+def dataset_lock(dataset_dir: Path, what: str = "preprocess_data.py") -> Iterator[None]:
+    """Holds the dataset folder's writer lock and removes dead writers' temporary files once it is held.
 
     Raises:
-        DatasetBusyError: when another process holds it.
+        DatasetLockedError: another writer (a render, another consolidation) holds the folder.
     """
-    dataset_dir = Path(dataset_dir)
-    lock_path = dataset_dir / ".preprocess.lock"
-    with open(lock_path, "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise DatasetBusyError(
-                f"{dataset_dir}: another preprocess_data.py holds {lock_path}; wait for it to finish"
-            ) from exc
-        try:
-            remove_dead_debris(dataset_dir)
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with DatasetLock(dataset_dir, what):
+        remove_dead_debris(dataset_dir)
+        yield
 
 
 def tmp_path(path: Path) -> Path:
@@ -98,10 +123,14 @@ def publish_all(files: list[tuple[h5py.File, Path]]) -> None:
 
 
 def discard(fh: h5py.File | None, path: Path) -> None:
-    """Closes and deletes the temporary file of ``path`` after a failure."""
-    if fh is not None and fh.id.valid:
-        fh.close()
-    tmp_path(path).unlink(missing_ok=True)
+    """Closes and deletes the temporary file of ``path`` after a failure, also when closing fails."""
+    try:
+        if fh is not None and fh.id.valid:
+            fh.close()
+    except OSError as err:  # e.g. ENOSPC while HDF5 flushes: the file is debris either way
+        logger.warning("could not close %s cleanly (%s); deleting it", tmp_path(path), err)
+    finally:
+        tmp_path(path).unlink(missing_ok=True)
 
 
 def new_dataset(

@@ -23,6 +23,7 @@ Bad samples are logged one line each (``bad sample 000042: <reason>``), skipped,
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -165,6 +166,7 @@ class _Survey:
     split: Any  # the sidecar's "split", None when absent
     view_records: tuple[tuple[tuple[str, tuple[int, ...]], ...], ...]  # per view: sorted (name, shape)
     sample_records: tuple[tuple[str, tuple[int, ...]], ...]
+    sidecar_sha256: str = ""  # what the sample is: the generation id of a consolidation hashes these
 
 
 def _record_shapes(records: Any, where: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
@@ -205,6 +207,7 @@ def _survey(path: Path) -> _Survey | BadSample:
         image_format=_view_format(sample), classes=tuple(sample.sidecar["classes"]), resolution=sample.resolution,
         n_objects=len(sample.sidecar["objects"]), split=sample.sidecar.get("split"),
         view_records=view_records, sample_records=sample_records,
+        sidecar_sha256=hashlib.sha256((path / "sample.json").read_bytes()).hexdigest(),
     )
 
 
@@ -517,7 +520,18 @@ def _common_attrs(dataset_dir: Path, plan: _Plan) -> dict[str, Any]:
         "classes": np.array(plan.classes, dtype=h5py.string_dtype()),
         "depth_code": "uint16 millimetres; 0 = no hit, 65535 = beyond 65.534 m",
         "split_rule": plan.layout.split,
+        "generation": generation_id(plan),
     }
+
+
+def generation_id(plan: _Plan) -> str:
+    """The id every file of one consolidation carries (split files and consolidation.json alike): a digest of
+    the layout and of every usable sample (index, split, sidecar bytes), so the same input gives the same id (and
+    the same bytes) and files from consolidations of different inputs never pass as one dataset."""
+    h = hashlib.sha256(json.dumps(plan.layout.to_json(), sort_keys=True).encode())
+    for s in sorted(plan.surveys, key=lambda s: s.index):
+        h.update(f"{s.index}:{plan.split(s)}:{s.sidecar_sha256}\n".encode())
+    return h.hexdigest()[:32]
 
 
 def _scene_spec(layout: Layout, size: tuple[int, int]) -> SceneSpec:
@@ -568,6 +582,7 @@ class _BucketWriter:
             self.flush()
 
     def flush(self) -> None:
+        h5_out.reserve(self.path, sum(np.asarray(r).nbytes for rows in self.buf.values() for r in rows))
         for key, rows in self.buf.items():
             h5_out.append_rows(self.ds[key], rows)
             rows.clear()
@@ -641,6 +656,7 @@ def _write_reports(dataset_dir: Path, plan: _Plan, result: ConsolidationResult, 
         dataset_dir / "consolidation.json",
         {
             "format_version": FORMAT_VERSION,
+            "generation": generation_id(plan),
             "layout": plan.layout.kind,
             "layout_declaration": plan.layout.to_json(),
             "layout_declared": plan.declared,
@@ -676,7 +692,8 @@ def consolidate(
         FileNotFoundError: no ``samples/`` folder.
         LayoutError: dataset.json is missing, corrupt or declares an unusable layout.
         ValueError: bad arguments, no usable sample, PNG input with ``require_exr``.
-        h5_out.DatasetBusyError: another run holds the dataset.
+        DatasetLockedError: another writer holds the dataset folder (core.lock).
+        DiskFullError: too little space; nothing is left behind.
     """
     dataset_dir = Path(dataset_dir)
     with h5_out.dataset_lock(dataset_dir), worker_pool(jobs) as pool:
@@ -718,6 +735,14 @@ def consolidate(
             for writer in writers.values():
                 result.rows[writer.path.name] = writer.rows
             h5_out.publish_all([writer.close_for_publish() for writer in writers.values()])
+        except h5_out.DiskFullError as err:
+            # the whole consolidation's need, from what the rows written so far took
+            done = sum(writer.rows for writer in writers.values())
+            written = sum(h5_out.temp_size(writer.path) for writer in writers.values())
+            for writer in writers.values():
+                writer.discard()
+            needed = int(written / max(done, 1) * len(tasks)) + h5_out.MIN_HEADROOM
+            raise h5_out.DiskFullError(err.path, max(needed, err.needed), err.free) from None
         except BaseException:
             for writer in writers.values():
                 writer.discard()

@@ -27,6 +27,7 @@ from pipeline.formats import hdf5 as h5_out
 from pipeline.formats.depth import decode_depth
 from pipeline.formats.png import decode_png
 from pipeline.layouts.consolidate import bucket_file, map_ordered, worker_pool
+from pipeline.layouts.generations import check_generation
 from pipeline.quality.raw_samples import OBJECT_FIELDS
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ def preprocess(
     Raises:
         FileNotFoundError: a requested bucket file is missing (run ``-f`` first).
         ValueError: bad ``res``/buckets, a multi-view dataset, renders of different aspect ratios, no rows.
+        GenerationMixError: the buckets come from different consolidations.
     """
     dataset_dir = Path(dataset_dir)
     if res < 4:
@@ -125,6 +127,7 @@ def preprocess(
                 "already training-ready and -p does not apply"
             )
         raise FileNotFoundError(f"missing {missing}; consolidate first: python preprocess_data.py -d NAME -f")
+    check_generation(dataset_dir, list(files.values()))
     order: list[tuple[int, int, str, int]] = []  # (split rank, index, file, row)
     meta_src: dict[str, Any] = {}
     m = -1

@@ -282,6 +282,8 @@ class SceneFileWriter:
         """Appends one scene encoded by :func:`encode_scene` with this writer's spec."""
         if sorted(scene.chunks) != sorted(self._chunked) or sorted(scene.rows) != sorted(self._rows):
             raise SceneFileError(f"{self.path.name}: the scene was encoded for another spec")
+        h5_out.reserve(self.path, sum(len(data) for data, _ in scene.chunks.values())
+                       + sum(np.asarray(v).nbytes for v in scene.rows.values()))
         row = self._count
         for name, ds in self._chunked.items():
             data, mask = scene.chunks[name]

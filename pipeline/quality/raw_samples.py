@@ -126,6 +126,9 @@ def check_sidecar(sidecar: Any, where: str, index: int | None = None) -> None:
     """
     if not isinstance(sidecar, dict):
         raise SidecarError(f"{where}: top level is {type(sidecar).__name__}, expected an object")
+    if "skipped" in sidecar:  # published without views by the renderer (batch.bad_mesh = 'skip')
+        reason = sidecar["skipped"].get("reason", "?") if isinstance(sidecar["skipped"], dict) else sidecar["skipped"]
+        raise SidecarError(f"{where}: skipped at render time: {reason}")
     for key in ("index", "resolution", "views", "objects", "classes"):
         if key not in sidecar:
             raise SidecarError(f"{where}: missing key {key!r} (docs/formats.md §1)")

@@ -13,8 +13,9 @@ from tests.pipeline.consolidate_golden import GOLDEN, outputs
 ADDED_DATASETS = {"normal", "png_depth", "split"}
 #: Datasets whose content changed on purpose: the seed's 8-bit target PNG replaces the 16-bit one.
 CHANGED_DATASETS = {"png_targets"}
-#: Attributes added (the datasets present, the split rule) or changed (format 1 -> 2 of §2/§3 files).
-ADDED_ATTRS = {"fields", "split_rule"}
+#: Attributes added (the datasets present, the split rule, the consolidation's generation id of issue 16) or
+#: changed (format 1 -> 2 of §2/§3 files).
+ADDED_ATTRS = {"fields", "split_rule", "generation"}
 CHANGED_ATTRS = {"format_version"}
 
 

@@ -153,7 +153,7 @@ def test_bad_declaration_names_the_file_and_writes_nothing(tmp_path, change, mes
     with pytest.raises(LayoutError) as err:
         consolidate(dataset_dir, jobs=1)
     assert message in str(err.value) and str(dataset_dir / "dataset.json") in str(err.value)
-    assert sorted(p.name for p in dataset_dir.iterdir()) == [".preprocess.lock", "dataset.json", "samples"]
+    assert sorted(p.name for p in dataset_dir.iterdir()) == [".lock", "dataset.json", "samples"]
 
 
 def test_ids_above_255_are_a_bad_sample_not_a_wrapped_id(tmp_path):

@@ -57,3 +57,20 @@ def test_a_dataset_folder_made_with_another_config_is_refused(tmp_path):
     proc = run_render(tmp_path, "ds", *TINY, "-p", "lighting.r = 1.0", "--count", "1", check=False)
     assert proc.returncode != 0 and "made differently (config_hash " in proc.stderr
     assert sorted(p.name for p in (tmp_path / "ds" / "samples").iterdir()) == ["000000"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--count", "0"], "--count must be >= 1, got 0 (nothing to render)"),
+    (["-p", "batch.num_samples = -2"], "batch.num_samples must be >= 1, got -2"),
+    (["-p", "rendering.resolution = 'big'"], "rendering.resolution = 'big' has type str; it must be int"),
+    (["-p", "rendering.render_exr = 'yes'"], "rendering.render_exr = 'yes' has type str; it must be bool"),
+    (["-p", "batch.bad_mesh = 'ignore'"], "batch.bad_mesh = 'ignore'; use 'skip' or 'fail'"),
+    (["-d", "../escaped"], "must be a plain name inside DATA_DIR"),
+])
+def test_bad_values_are_refused_in_one_line_naming_what_was_given(tmp_path, args, message):
+    name, args = (args[1], []) if args[0] == "-d" else ("bad", args)
+    proc = run_render(tmp_path, name, *TINY, *args, check=False)
+    lines = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == [] and not (tmp_path.parent / "escaped").exists()
