@@ -243,6 +243,8 @@ class Manifest:
     environments: list[EnvironmentAsset] = field(default_factory=list)
     #: How to recreate this source when its files are gone.
     fix: str = FETCH_COMMAND
+    #: Mesh files left out at index time, each {"path": str, "reason": str} (sorted by path).
+    rejected: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -253,6 +255,7 @@ class Manifest:
             "meshes": [m.to_json() for m in sorted(self.meshes)],
             "textures": [t.to_json() for t in sorted(self.textures)],
             "environments": [e.to_json() for e in sorted(self.environments)],
+            "rejected": sorted(self.rejected, key=lambda r: r["path"]),
         }
 
     @classmethod
@@ -264,6 +267,7 @@ class Manifest:
             meshes=[MeshAsset.from_json(m) for m in d.get("meshes", [])],
             textures=[TextureAsset.from_json(t) for t in d.get("textures", [])],
             environments=[EnvironmentAsset.from_json(e) for e in d.get("environments", [])],
+            rejected=[dict(r) for r in d.get("rejected", [])],
         )
 
     def paths(self) -> Iterator[Path]:

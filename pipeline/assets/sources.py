@@ -59,6 +59,7 @@ from core.asset_index import (
 from core.off_mesh import OffFormatError, read_off, write_obj
 from pipeline.assets.classes import folder_class, shapenet_class, sweethome3d_class
 from pipeline.assets.gimp_pattern import read_pattern
+from pipeline.assets.mesh_check import mesh_problem
 from pipeline.assets.sh3f import Catalogue, extract_piece, read_catalogue, safe_name
 
 logger = logging.getLogger(__name__)
@@ -719,17 +720,24 @@ def index_folder(root: str | Path, name: str | None = None, cache_dir: str | Pat
                 try:
                     bbox, faces = convert_off(path, target, comment=f"converted from {path}")
                 except OffFormatError as err:
-                    logger.warning("skipping %s: %s", path, err)
+                    logger.warning("rejecting %s: %s", path, err)
+                    manifest.rejected.append({"path": str(path), "reason": str(err)})
                     continue
                 fmt = "obj"
+            else:
+                problem = mesh_problem(path)
+                if problem is not None:
+                    logger.warning("rejecting %s: %s", path, problem)
+                    manifest.rejected.append({"path": str(path), "reason": problem})
+                    continue
             cls_folder = path.parent.name if path.parent != root else root.name
             manifest.meshes.append(MeshAsset(
                 id=mesh_id, source=source, class_name=folder_class(cls_folder), raw_category=cls_folder,
                 name=path.stem, path=target, format=fmt, licence=licence, author=author,
                 bbox=bbox, num_faces=faces, origin=str(path),  # type: ignore[arg-type]
             ))
-        logger.info("%s: %d meshes in %d classes", source, len(manifest.meshes),
-                    len({m.class_name for m in manifest.meshes}))
+        logger.info("%s: %d meshes in %d classes, %d rejected", source, len(manifest.meshes),
+                    len({m.class_name for m in manifest.meshes}), len(manifest.rejected))
         _write_manifest(cache, manifest)
         return build_index(cache)
 
