@@ -330,13 +330,21 @@ def test_folder_of_obj_and_off_files_is_indexed(tmp_path: Path) -> None:
     (root / "Chairs/b.off").write_text(_OFF_TETRA)
     (root / "Chairs/b.obj").write_text(_OBJ_TRI)  # same stem as b.off: ids keep extensions
     (root / "animals/bunny.off").write_text(_OFF_TETRA)
-    (root / "loose.stl").write_bytes(b"solid x\nendsolid x\n")
+    (root / "loose.stl").write_bytes(b"solid x\nfacet normal 0 0 1\nouter loop\nvertex 0 0 0\nvertex 1 0 0\n"
+                                     b"vertex 0 1 0\nendloop\nendfacet\nendsolid x\n")
+    (root / "Chairs/empty.obj").write_text("")
+    (root / "Chairs/broken.obj").write_bytes(bytes(range(256)) * 8)
+    (root / "Chairs/nofaces.stl").write_bytes(b"solid x\nendsolid x\n")
     (root / "readme.txt").write_text("not a mesh")
     (root / ".hidden/c.obj").write_text(_OBJ_TRI)
     cache = tmp_path / "cache"
     assets.index_folder(root, name="mine", cache_dir=cache, licence="CC-BY-4.0", author="me")
     index = assets.load_index(cache)
     meshes = index.meshes(source="folder-mine")
+    rejected = json.loads((cache / "manifests" / "folder-mine.json").read_text())["rejected"]
+    assert [(Path(r["path"]).name, r["reason"].split(" (")[0]) for r in rejected] == [
+        ("broken.obj", "not a text OBJ file"), ("empty.obj", "empty file"),
+        ("nofaces.stl", "not an STL file")]
     assert [m.id for m in meshes] == [
         "folder-mine/Chairs/a", "folder-mine/Chairs/b.obj", "folder-mine/Chairs/b.off", "folder-mine/animals/bunny",
         "folder-mine/loose",
