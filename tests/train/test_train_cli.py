@@ -26,7 +26,7 @@ def test_fit_evaluate_render_end_to_end(toy_data: Path, tiny_gin: Path, tmp_path
     assert main(["evaluate", "--run", str(run), "--split", "val", "--save-predictions"]) == 0
     result = json.loads((run / "eval_val.json").read_text())
     assert result["num_scenes"] == 4 and result["headline"] == "prior_mean"
-    assert set(result["metrics"]) == {"prior_mean", "posterior", "prior_sample"}
+    assert set(result["metrics"]) == {"prior_mean", "posterior", "prior_sample", "prior_samples"}
     assert set(result["baselines"]) == {"mean_train_image", "nearest_context_view"}
     lik = result["likelihood"]
     assert lik["nll"] >= lik["nll_floor"] == pytest.approx(3 * 16 * 16 * 0.5 * np.log(2 * np.pi * 0.49))
