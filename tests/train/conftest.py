@@ -9,7 +9,7 @@ import gin
 import pytest
 import torch
 
-from train.toydata import make_scene_file, make_toy_dataset
+from train.toydata import make_object_dataset, make_scene_file, make_toy_dataset
 
 #: A GQN small enough for a few dozen CPU steps in seconds (16 px images from 32 px files).
 TINY_GIN = """
@@ -32,6 +32,26 @@ fit.max_context = 3
 fit.log_every = 1
 fit.image_every = 0
 fit.checkpoint_every = 4
+fit.progress = False
+fit.device = 'cpu'
+"""
+
+
+#: An ENR small enough for a few hundred CPU steps in ~20 s (16 px images, an 8-channel 8^3 scene tensor).
+TINY_ENR_GIN = """
+fit.model_name = 'enr'
+ENR.image_size = 16
+ENR.stages = 1
+ENR.scene_channels = 8
+ENR.channels_2d = 32
+ENR.channels_3d = 8
+ENR.ssim_window = 7
+make_optimizer.lr_initial = 2e-3
+make_optimizer.lr_final = 2e-3
+fit.batch_size = 8
+fit.log_every = 1
+fit.image_every = 0
+fit.checkpoint_every = 0
 fit.progress = False
 fit.device = 'cpu'
 """
@@ -71,3 +91,26 @@ def tiny_gin(tmp_path: Path) -> Path:
 @pytest.fixture()
 def scene_file(tmp_path: Path) -> Path:
     return make_scene_file(tmp_path / "scenes_train.h5", num_scenes=3, num_views=4, size=16, seed=7)
+
+
+@pytest.fixture(scope="session")
+def enr_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Posed toy objects at 16 px lit once per scene (as ENR's sets): 4 train scenes of 20 views, 1 val and 1
+    test scene of 251 spiral views."""
+    return make_object_dataset(tmp_path_factory.mktemp("enr_objects"), num_train=4, num_val=1, num_test=1,
+                               num_views=20, test_views=251, size=16, voxel_size=16)
+
+
+@pytest.fixture(scope="session")
+def object_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Posed toy objects at 16 px: 4 train scenes of 20 views, 1 val and 1 test scene of 251 spiral views, lights
+    per view (every field of docs/formats.md section 3)."""
+    return make_object_dataset(tmp_path_factory.mktemp("objects"), num_train=4, num_val=1, num_test=1, num_views=20,
+                               test_views=251, size=16, light_per_view=True, voxel_size=16)
+
+
+@pytest.fixture()
+def tiny_enr_gin(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny_enr.gin"
+    path.write_text(TINY_ENR_GIN)
+    return path
