@@ -322,7 +322,7 @@ def make_object_scene_file(
 def make_object_dataset(
     folder: str | os.PathLike, num_train: int = 16, num_val: int = 2, num_test: int = 2, num_views: int = 50,
     test_views: int = 251, size: int = 32, seed: int = 0, light_per_view: bool = False, voxel_size: int = 32,
-    radius_range: tuple[float, float] = (3.3, 3.3),
+    radius_range: tuple[float, float] = (3.3, 3.3), fov_deg: float = 25.0,
 ) -> Path:
     """Write train/val/test posed-object files into `folder`; val and test views lie on the ENR spiral
     (`test_views` each, source view 64 when there are 251)."""
@@ -333,7 +333,7 @@ def make_object_dataset(
             held_out = split != "train"
             make_object_scene_file(folder / f"scenes_{split}.h5", n, test_views if held_out else num_views, size, seed,
                                    first_index=first, spiral=held_out, light_per_view=light_per_view,
-                                   voxel_size=voxel_size, radius_range=radius_range)
+                                   voxel_size=voxel_size, radius_range=radius_range, fov_deg=fov_deg)
         first += n
     logger.info("wrote toy object dataset %s", folder)
     return folder

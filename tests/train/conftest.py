@@ -57,6 +57,39 @@ fit.device = 'cpu'
 """
 
 
+#: A RenderNet small enough for a few hundred CPU steps in ~20 s (16 px images, 16^3 voxels and posed grid).
+TINY_RENDERNET_GIN = """
+fit.model_name = 'rendernet'
+RenderNet.image_size = 16
+RenderNet.voxel_size = 16
+RenderNet.grid_size = 16
+RenderNet.fov_deg = 15.0
+RenderNet.channels_3d = 8
+RenderNet.stages_3d = 1
+RenderNet.projection_channels = 64
+RenderNet.channels_2d = 32
+RenderNet.blocks = 1
+make_optimizer.lr_initial = 2e-3
+make_optimizer.lr_final = 2e-3
+fit.batch_size = 8
+fit.log_every = 1
+fit.image_every = 0
+fit.checkpoint_every = 0
+fit.progress = False
+fit.device = 'cpu'
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """One torch thread for the whole session, module-scoped training fixtures included (they are set up before
+    any function-scoped fixture): 2 threads on 2 cores busy with other work ran one fixture 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def isolated_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Point every project root at a temporary folder and start each test with an empty gin config."""
@@ -103,10 +136,17 @@ def enr_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def object_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Posed toy objects at 16 px: 4 train scenes of 20 views, 1 val and 1 test scene of 251 spiral views, lights
-    per view (every field of docs/formats.md section 3)."""
-    return make_object_dataset(tmp_path_factory.mktemp("objects"), num_train=4, num_val=1, num_test=1, num_views=20,
-                               test_views=251, size=16, light_per_view=True, voxel_size=16)
+    """Posed toy objects at 16 px as RenderNet's sets (a light per view, 15-degree field of view so that objects
+    fill the small images): 6 train scenes of 20 views, 1 val and 1 test scene of 20 spiral views."""
+    return make_object_dataset(tmp_path_factory.mktemp("objects"), num_train=6, num_val=1, num_test=1, num_views=20,
+                               test_views=20, size=16, light_per_view=True, voxel_size=16, fov_deg=15.0)
+
+
+@pytest.fixture()
+def tiny_rendernet_gin(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny_rendernet.gin"
+    path.write_text(TINY_RENDERNET_GIN)
+    return path
 
 
 @pytest.fixture()

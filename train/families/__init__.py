@@ -6,7 +6,7 @@ precision and the CLI stay in `train.trainer` / `train.cli` and are shared. `fam
 family of a registered model.
 """
 
-from train.families import enr, gqn  # noqa: F401  (registers the families)
+from train.families import enr, gqn, rendernet  # noqa: F401  (registers the families)
 from train.families.base import EvalOptions, ModelFamily, RenderOptions, family_for
 
 __all__ = ["EvalOptions", "ModelFamily", "RenderOptions", "family_for"]
