@@ -254,7 +254,9 @@ class RenderNet(SceneModel):
         rot = camera_to_world(batch["azimuth"][:, 0], batch["elevation"][:, 0])
         normal_cam = torch.einsum("bji,bjhw->bihw", rot, batch["normal"][:, 0])  # R^T n per pixel
         mask = batch["mask"][:, 0]
-        normal_loss = ((out["normal"] - normal_cam).pow(2).sum(1, keepdim=True) * mask).sum() / mask.sum().clamp(min=1)
+        # per item, then the batch mean: a DDP run's halves then average to the global batch's value
+        err = ((out["normal"] - normal_cam).pow(2).sum(1, keepdim=True) * mask).flatten(1).sum(1)
+        normal_loss = (err / mask.flatten(1).sum(1).clamp(min=1)).mean()
         losses = {"image": image_loss, "normal": self.normal_weight * normal_loss}
         if "mask_logit" in out:
             losses["mask"] = F.binary_cross_entropy_with_logits(out["mask_logit"], mask)
