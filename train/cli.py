@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="gin binding applied after the files (repeatable), e.g. 'fit.max_steps=50'")
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
         p.add_argument("--threads", type=int, default=0,
-                       help="torch CPU threads (default: torch's choice); 1 is much faster on a busy shared machine")
+                       help="torch CPU threads (default: one per core); their OpenMP wait policy is passive unless "
+                            "OMP_WAIT_POLICY is set, so a busy machine costs only its share of the cores")
 
     f = sub.add_parser("fit", help="train a model", description="Train a model; checkpoints and logs go to --run.")
     common(f)

@@ -206,6 +206,9 @@ class SceneDataset(torch.utils.data.Dataset):
         state = self.__dict__.copy()
         state["_file"], state["_pid"] = None, None  # handles never travel to worker processes
         state["_viewpoints"] = None
+        state.pop("_scalar_cache", None)  # caches are rebuilt in each process
+        state.pop("_grid_cache", None)
+        state.pop("_dset_cache", None)
         return state
 
     def close(self) -> None:
@@ -458,9 +461,13 @@ def _pool_views(name: str, raw: np.ndarray, factor: int) -> np.ndarray:
         x = raw.astype(np.float32)
         if x.ndim == 3:
             x = x[..., None]
-        if factor > 1:
-            n, h, w, c = x.shape
-            x = x.reshape(n, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+        if factor > 1:  # block mean by strided adds (~4x faster than a reshape + mean over two axes)
+            total = x[:, ::factor, ::factor].copy()
+            for i in range(factor):
+                for j in range(factor):
+                    if i or j:
+                        total += x[:, i::factor, j::factor]
+            x = total * np.float32(1.0 / (factor * factor))
         if name == "albedo":
             x = x / np.float32(255.0)
         elif name == "depth":
@@ -498,10 +505,11 @@ class PosedViewDataset(SceneDataset):
         fields: the optional datasets the model reads; missing ones raise `DatasetError` naming them.
         model: model name for error messages.
         voxel_size: side G of the voxel grid handed to the model (a divisor of the stored one).
+        grid_cache_size: pooled per-scene grids kept per process (2048 of 32^3 in float16: 128 MiB).
     """
 
     def __init__(self, path: str | os.PathLike, image_size: int, fields: tuple[str, ...], model: str,
-                 voxel_size: int | None = None) -> None:
+                 voxel_size: int | None = None, grid_cache_size: int = 2048) -> None:
         super().__init__(path, image_size=image_size)
         unknown = [f for f in fields if f not in VIEW_FIELDS + SCENE_FIELDS]
         if unknown:
@@ -510,19 +518,65 @@ class PosedViewDataset(SceneDataset):
         self.view_fields = tuple(f for f in fields if f in VIEW_FIELDS)
         self.scene_fields = tuple(f for f in fields if f in SCENE_FIELDS)
         self.voxel_size = voxel_size
+        self.grid_cache_size = grid_cache_size
+
+    def _dset(self, name: str) -> h5py.Dataset:
+        """This process's handle of one dataset: looking a name up in the file costs ~0.4 ms, more than a read."""
+        f = self._h5()
+        cache = self.__dict__.setdefault("_dset_cache", {})
+        if cache.get("_file") is not f:
+            cache.clear()
+            cache["_file"] = f
+        if name not in cache:
+            cache[name] = f[name]
+            cache[name, "shape"] = cache[name].shape  # h5py's shape/ndim properties cost ~70 us a call
+        return cache[name]
+
+    def _shape(self, name: str) -> tuple[int, ...]:
+        self._dset(name)
+        return self.__dict__["_dset_cache"][name, "shape"]
+
+    def _scalars(self, name: str) -> np.ndarray:
+        """A small per-view field (S, V[, 3]) (angles, radius, offset) read whole once per process."""
+        cache = self.__dict__.setdefault("_scalar_cache", {})
+        if name not in cache:
+            cache[name] = np.asarray(self._dset(name)[:], np.float32)
+        return cache[name]
+
+    def _scene_field(self, name: str, scene: int) -> np.ndarray:
+        """A per-scene grid pooled to `voxel_size`, kept (float16 holds the block means exactly) for the next
+        epoch: pooling 64^3 each time a scene is drawn cost more than the model's step at 32 px."""
+        cache = self.__dict__.setdefault("_grid_cache", {})
+        key = (name, scene)
+        if key not in cache:
+            grid = self._dset(name)[scene]
+            if len(cache) >= self.grid_cache_size:
+                cache.pop(next(iter(cache)))
+            cache[key] = pool_voxels(grid, self.voxel_size or grid.shape[0]).astype(np.float16)
+        return cache[key].astype(np.float32)
 
     def read_views(self, scene: int, view_indices: np.ndarray) -> dict[str, torch.Tensor]:
         """Chosen views of one scene with the requested fields (no batch dimension; see the class docstring)."""
-        f = self._h5()
         idx = np.asarray(view_indices, np.int64)
+
+        def views_of(name: str) -> np.ndarray:
+            dset = self._dset(name)
+            if len(idx) * 4 >= self._shape(name)[1]:  # many views: one read of the row (one chunk), then pick
+                return dset[scene][idx]
+            # few views (ENR's pair, RenderNet's one): a plain read per view; h5py's list selection is ~20x
+            # slower and a whole row of 50 normal maps is 25x more bytes than one
+            return np.stack([dset[scene, int(v)] for v in idx])
+
         try:
-            raw = f["images"][scene][idx]
+            raw = views_of("images")
             out = {"images": torch.from_numpy(np.ascontiguousarray(to_unit_range(raw, self.factor).transpose(0, 3, 1, 2)))}
             for name in self.view_fields:
-                out[name] = torch.from_numpy(_pool_views(name, f[name][scene][idx], self.factor))
+                if len(self._shape(name)) <= 3:  # (S, V) angles and radius, (S, V, 3) offsets
+                    out[name] = torch.from_numpy(self._scalars(name)[scene][idx].copy())
+                else:
+                    out[name] = torch.from_numpy(_pool_views(name, views_of(name), self.factor))
             for name in self.scene_fields:
-                grid = f[name][scene]
-                out[name] = torch.from_numpy(pool_voxels(grid, self.voxel_size or grid.shape[0]))
+                out[name] = torch.from_numpy(self._scene_field(name, scene))
         except (OSError, KeyError) as exc:
             raise DatasetError(
                 f"{self.path}: reading scene row {scene} failed ({exc}); the file is corrupt or truncated, "
