@@ -300,7 +300,7 @@ class Trainer:
         """TensorBoard grid of a fixed batch, as the family draws it (GQN: context | truth | each mode)."""
         self.model.eval()
         with self.autocast, torch.no_grad():
-            tag, rows = self.family.picture(self.model, self.dataset, self.s["seed"], n)
+            tag, rows = self.family.picture(self.model, self.dataset, self.s["seed"], self.context_range, n)
         self.writer.add_image(tag, image_grid(rows), self.step)
         self.model.train()
 

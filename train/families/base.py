@@ -103,7 +103,8 @@ class ModelFamily:
         return {"image_size": dataset.image_size, "num_views": dataset.num_views, "min_context": context_range[0],
                 "max_context": context_range[1]}
 
-    def picture(self, model: SceneModel, dataset: SceneDataset, seed: int, n: int = 4) -> tuple[str, list[torch.Tensor]]:
+    def picture(self, model: SceneModel, dataset: SceneDataset, seed: int, context_range: tuple[int, int],
+                n: int = 4) -> tuple[str, list[torch.Tensor]]:
         """(TensorBoard tag, rows of (n, 3, H, W) images) of a fixed batch for the training log."""
         raise NotImplementedError
 

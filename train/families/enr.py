@@ -57,7 +57,8 @@ class ENRFamily(ModelFamily):
             raise DatasetError(f"{dataset.path}: ENR trains on pairs of views; scenes have {dataset.num_views}")
         return 1, 1
 
-    def picture(self, model: SceneModel, dataset: SceneDataset, seed: int, n: int = 4) -> tuple[str, list[torch.Tensor]]:
+    def picture(self, model: SceneModel, dataset: SceneDataset, seed: int, context_range: tuple[int, int],
+                n: int = 4) -> tuple[str, list[torch.Tensor]]:
         """Source | target | rendered with the rotation | without it."""
         dev = next(model.parameters()).device
         keys = [ItemKey(s, 1, int(np.random.SeedSequence([seed, 3, s]).generate_state(1)[0]))

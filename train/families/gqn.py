@@ -68,12 +68,12 @@ class GQNFamily(ModelFamily):
                              f"{dataset.num_views} views per scene in {dataset.path}")
         return lo, hi
 
-    def picture(self, model: SceneModel, dataset: SceneDataset, seed: int, n: int = 4) -> tuple[str, list[torch.Tensor]]:
+    def picture(self, model: SceneModel, dataset: SceneDataset, seed: int, context_range: tuple[int, int],
+                n: int = 4) -> tuple[str, list[torch.Tensor]]:
         """First context view | truth | each prediction mode."""
         dev = next(model.parameters()).device
         scenes = list(range(min(n, len(dataset))))
-        k = min(5, dataset.num_views - 1)
-        batch = _to(fixed_batch(dataset, scenes, k, seed), dev)
+        batch = _to(fixed_batch(dataset, scenes, context_range[1], seed), dev)
         preds = [model.predict(batch, m) for m in model.predict_modes]
         rows = [batch["context_images"][:, 0], batch["query_image"], *preds]
         return "train/context|truth|" + "|".join(model.predict_modes), rows

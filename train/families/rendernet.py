@@ -72,7 +72,8 @@ class RenderNetFamily(ModelFamily):
     def data_state(self, dataset: SceneDataset, context_range: tuple[int, int]) -> dict[str, Any]:
         return {**super().data_state(dataset, context_range), "voxel_size": dataset.voxel_size}
 
-    def picture(self, model: SceneModel, dataset: SceneDataset, seed: int, n: int = 4) -> tuple[str, list[torch.Tensor]]:
+    def picture(self, model: SceneModel, dataset: SceneDataset, seed: int, context_range: tuple[int, int],
+                n: int = 4) -> tuple[str, list[torch.Tensor]]:
         """Truth | shaded prediction | predicted normal map ((n + 1) / 2 as colours)."""
         dev = next(model.parameters()).device
         keys = [ItemKey(s, 0, int(np.random.SeedSequence([seed, 3, s]).generate_state(1)[0]))
