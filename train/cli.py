@@ -73,7 +73,8 @@ def _trained_data_dir(run: Path, data: str | None) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m train", description="Train, evaluate and render neural scene models (GQN) on scene-major HDF5.",
+        prog="python -m train",
+        description="Train, evaluate and render neural scene models (GQN, ENR, RenderNet) on scene-major HDF5.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -84,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="gin binding applied after the files (repeatable), e.g. 'fit.max_steps=50'")
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
         p.add_argument("--threads", type=int, default=0,
-                       help="torch CPU threads (default: torch's choice); 1 is much faster on a busy shared machine")
+                       help="torch CPU threads (default: one per core); their OpenMP wait policy is passive unless "
+                            "OMP_WAIT_POLICY is set, so a busy machine costs only its share of the cores")
 
     f = sub.add_parser("fit", help="train a model", description="Train a model; checkpoints and logs go to --run.")
     common(f)
@@ -94,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                         " under torchrun write --run-dir (torchrun's own parser takes --run for its --run-path)")
     f.add_argument("--resume", action="store_true",
                    help="continue from the newest checkpoint in --run (without -g, reuse the run's operative config)")
+    f.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights only (same model and sizes): new optimiser, "
+                        "learning-rate schedule and step count, e.g. to fine-tune on real captures")
 
     e = sub.add_parser("evaluate", help="PSNR/SSIM/MSE on held-out scenes, with baselines, to JSON",
                        description="Evaluate a run's checkpoint; writes RUN/eval_<split>.json.")
@@ -105,8 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--save-predictions", action="store_true",
                    help="also write RUN/eval_<split>_predictions.npz and a .png of the first queries")
 
-    r = sub.add_parser("render", help="novel views of a scene along a ring: PNG grid and GIF",
-                       description="Render a held-out scene from a ring of viewpoints; writes RUN/render/scene_XXXX.*")
+    r = sub.add_parser("render", help="novel views of a scene (GQN ring, ENR turn, RenderNet --rotate): PNG and GIF",
+                       description="Render a held-out scene with a trained run; writes RUN/render/. GQN: a ring of "
+                                   "viewpoints; ENR: the scene turning from one source image; RenderNet: --rotate "
+                                   "turns the object 360 degrees under the given camera and light.")
     common(r)
     r.add_argument("--run", "--run-dir", dest="run", required=True, help="run folder written by fit")
     r.add_argument("--data", help="dataset folder (default: the one the run was trained on)")
@@ -114,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scene", type=int, help="row of the scene in the split (default 0)")
     r.add_argument("--frames", type=int, help="frames on the ring (default 24)")
     r.add_argument("--out", help="output folder (default RUN/render)")
+    r.add_argument("--rotate", action="store_true",
+                   help="RenderNet: turn the object 360 degrees into a GIF (ENR always turns its scene)")
+    r.add_argument("--azimuth", type=float, help="RenderNet: start azimuth of the camera, degrees (default 0)")
+    r.add_argument("--elevation", type=float, help="RenderNet: camera elevation, degrees (default 30)")
+    r.add_argument("--light_azimuth", type=float, help="RenderNet: azimuth towards the light, degrees (default 45)")
+    r.add_argument("--light_elevation", type=float, help="RenderNet: elevation towards the light, degrees (default 45)")
+    r.add_argument("--radius", type=float, help="RenderNet: camera distance, metres (default 3.3)")
     return parser
 
 
@@ -126,7 +140,8 @@ def _run(args: argparse.Namespace) -> int:
             files = [run / "operative_config.gin"] if args.resume else [DEFAULT_GIN]
             logger.info("no -g given: using %s", files[0])
         parse_gin(files, args.bind)
-        result = fit(data, run, resume=args.resume)
+        extra = {"init_from": args.init_from} if args.init_from else {}
+        result = fit(data, run, resume=args.resume, **extra)
         last = result["history"][-1] if result["history"] else {}
         print(f"trained to step {result['step']} in {run}; last logged: {last}")
         return 0
@@ -144,9 +159,13 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "render":
         kwargs = {k: v for k, v in {"split": args.split, "scene": args.scene, "num_frames": args.frames,
-                                    "out_dir": args.out}.items() if v is not None}
+                                    "out_dir": args.out, "azimuth": args.azimuth, "elevation": args.elevation,
+                                    "light_azimuth": args.light_azimuth, "light_elevation": args.light_elevation,
+                                    "radius": args.radius}.items() if v is not None}
+        if args.rotate:
+            kwargs["rotate"] = True
         written = render_views(run, data, **kwargs)
-        print(f"wrote {written['png']} and {written['gif']}")
+        print("wrote " + " and ".join(written.values()))
         return 0
     raise ValueError(f"unknown command {args.command!r}")
 

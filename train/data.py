@@ -206,6 +206,9 @@ class SceneDataset(torch.utils.data.Dataset):
         state = self.__dict__.copy()
         state["_file"], state["_pid"] = None, None  # handles never travel to worker processes
         state["_viewpoints"] = None
+        state.pop("_scalar_cache", None)  # caches are rebuilt in each process
+        state.pop("_grid_cache", None)
+        state.pop("_dset_cache", None)
         return state
 
     def close(self) -> None:
@@ -317,6 +320,8 @@ class SceneBatchSampler:
     Step s belongs to epoch `s // steps_per_epoch`; each epoch visits the scenes in a permutation drawn from
     (seed, epoch). The number of context views of step s is drawn from (seed, step), uniform in
     [min_context, max_context]; the views of each item from (seed, step, position in the global batch).
+    Model families pick the range: GQN K in [1, 5] context views plus a query, ENR 1 (a source and a target
+    view of one scene), RenderNet 0 (one posed view).
     With W processes, rank r takes positions [r * B / W, (r + 1) * B / W) of each global batch of B.
     """
 
@@ -333,9 +338,9 @@ class SceneBatchSampler:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if not 1 <= min_context <= max_context <= num_views - 1:
+        if not 0 <= min_context <= max_context <= num_views - 1:
             raise ValueError(
-                f"context views must satisfy 1 <= min_context ({min_context}) <= max_context ({max_context}) "
+                f"context views must satisfy 0 <= min_context ({min_context}) <= max_context ({max_context}) "
                 f"<= views per scene - 1 ({num_views - 1})"
             )
         if global_batch % world_size:
@@ -419,3 +424,173 @@ def mean_image(dataset: SceneDataset, max_scenes: int = 2000) -> np.ndarray:
         part = images.sum(axis=0, dtype=np.float64)
         total = part if total is None else total + part
     return (total / (n * dataset.num_views)).astype(np.float32)
+
+
+# --- posed views (ENR, RenderNet) -----------------------------------------------------------------------------
+
+#: How each optional field of docs/formats.md §3 becomes model input: per view, per scene, and its conversion.
+VIEW_FIELDS = ("K", "cam_to_world", "depth", "normal", "albedo", "mask", "azimuth", "elevation", "radius", "offset",
+               "light_azimuth", "light_elevation")
+SCENE_FIELDS = ("voxels",)
+
+
+def check_fields(path: str | os.PathLike, fields: tuple[str, ...], model: str) -> None:
+    """Raise `DatasetError` naming the file, each missing field and the fix, if `path` lacks any of `fields`.
+
+    A field counts as present when the file holds the dataset (the `fields` attribute lists what the generator
+    recorded; the datasets themselves are what is read).
+    """
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [name for name in fields if name not in f]
+            listed = f.attrs.get("fields")
+    except OSError as exc:
+        raise _describe(path, exc) from exc
+    if missing:
+        raise DatasetError(
+            f"{path}: the {model} model needs field(s) {missing}, which this file lacks (its `fields` attribute: "
+            f"{listed or 'absent'}). Regenerate the dataset with a generator that records them (docs/formats.md "
+            f"section 3), or pick a model whose fields it has."
+        )
+
+
+def _pool_views(name: str, raw: np.ndarray, factor: int) -> np.ndarray:
+    """One per-view field (N, ...) as stored -> float32 model input at the image size (block means)."""
+    if name in ("normal", "albedo", "mask", "depth"):
+        x = raw.astype(np.float32)
+        if x.ndim == 3:
+            x = x[..., None]
+        if factor > 1:  # block mean by strided adds (~4x faster than a reshape + mean over two axes)
+            total = x[:, ::factor, ::factor].copy()
+            for i in range(factor):
+                for j in range(factor):
+                    if i or j:
+                        total += x[:, i::factor, j::factor]
+            x = total * np.float32(1.0 / (factor * factor))
+        if name == "albedo":
+            x = x / np.float32(255.0)
+        elif name == "depth":
+            x = x / np.float32(1000.0)  # millimetres -> metres (0 = no hit; block means mix hits and misses)
+        elif name == "normal":  # unit again after averaging; background stays 0
+            norm = np.linalg.norm(x, axis=-1, keepdims=True)
+            x = np.where(norm > 1e-6, x / np.maximum(norm, 1e-6), 0.0).astype(np.float32)
+        x = np.ascontiguousarray(np.moveaxis(x, -1, 1))  # (N, C, H, W)
+        return x
+    return np.asarray(raw, np.float32)
+
+
+def pool_voxels(voxels: np.ndarray, size: int) -> np.ndarray:
+    """uint8 occupancy (D, D, D) -> float32 (size, size, size) occupancy fractions (block means)."""
+    d = voxels.shape[0]
+    if d % size:
+        raise DatasetError(f"voxel grid of {d}^3 is not a multiple of the model's voxel_size={size}")
+    f = d // size
+    return voxels.astype(np.float32).reshape(size, f, size, f, size, f).mean(axis=(1, 3, 5))
+
+
+class PosedViewDataset(SceneDataset):
+    """Items of a scene-major file for models that read posed views (ENR pairs, RenderNet single views).
+
+    An item (scene, n, seed) is n + 1 distinct views of one scene drawn from the seed (n = 1: ENR's source and
+    target; n = 0: one posed view). Batch keys, with N = n + 1 views:
+    `images` (B, N, 3, H, W) float32 in [0, 1]; each requested per-view field (B, N, ...) float32 (`normal`,
+    `albedo` (B, N, 3, H, W), `mask`, `depth` (B, N, 1, H, W); angles in degrees (B, N); `offset` (B, N, 3));
+    each requested per-scene field (`voxels` (B, G, G, G) occupancy in [0, 1], indexed [x, y, z]);
+    `view_index` (B, N) int64; `scene` (B,); `noise_seed` (B,).
+
+    Args:
+        path: the `scenes_{split}.h5` file.
+        image_size: side of the model's images (a divisor of the stored size).
+        fields: the optional datasets the model reads; missing ones raise `DatasetError` naming them.
+        model: model name for error messages.
+        voxel_size: side G of the voxel grid handed to the model (a divisor of the stored one).
+        grid_cache_size: pooled per-scene grids kept per process (2048 of 32^3 in float16: 128 MiB).
+    """
+
+    def __init__(self, path: str | os.PathLike, image_size: int, fields: tuple[str, ...], model: str,
+                 voxel_size: int | None = None, grid_cache_size: int = 2048) -> None:
+        super().__init__(path, image_size=image_size)
+        unknown = [f for f in fields if f not in VIEW_FIELDS + SCENE_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; known: {VIEW_FIELDS + SCENE_FIELDS}")
+        check_fields(self.path, fields, model)
+        self.view_fields = tuple(f for f in fields if f in VIEW_FIELDS)
+        self.scene_fields = tuple(f for f in fields if f in SCENE_FIELDS)
+        self.voxel_size = voxel_size
+        self.grid_cache_size = grid_cache_size
+
+    def _dset(self, name: str) -> h5py.Dataset:
+        """This process's handle of one dataset: looking a name up in the file costs ~0.4 ms, more than a read."""
+        f = self._h5()
+        cache = self.__dict__.setdefault("_dset_cache", {})
+        if cache.get("_file") is not f:
+            cache.clear()
+            cache["_file"] = f
+        if name not in cache:
+            cache[name] = f[name]
+            cache[name, "shape"] = cache[name].shape  # h5py's shape/ndim properties cost ~70 us a call
+        return cache[name]
+
+    def _shape(self, name: str) -> tuple[int, ...]:
+        self._dset(name)
+        return self.__dict__["_dset_cache"][name, "shape"]
+
+    def _scalars(self, name: str) -> np.ndarray:
+        """A small per-view field (S, V[, 3]) (angles, radius, offset) read whole once per process."""
+        cache = self.__dict__.setdefault("_scalar_cache", {})
+        if name not in cache:
+            cache[name] = np.asarray(self._dset(name)[:], np.float32)
+        return cache[name]
+
+    def _scene_field(self, name: str, scene: int) -> np.ndarray:
+        """A per-scene grid pooled to `voxel_size`, kept (float16 holds the block means exactly) for the next
+        epoch: pooling 64^3 each time a scene is drawn cost more than the model's step at 32 px."""
+        cache = self.__dict__.setdefault("_grid_cache", {})
+        key = (name, scene)
+        if key not in cache:
+            grid = self._dset(name)[scene]
+            if len(cache) >= self.grid_cache_size:
+                cache.pop(next(iter(cache)))
+            cache[key] = pool_voxels(grid, self.voxel_size or grid.shape[0]).astype(np.float16)
+        return cache[key].astype(np.float32)
+
+    def read_views(self, scene: int, view_indices: np.ndarray) -> dict[str, torch.Tensor]:
+        """Chosen views of one scene with the requested fields (no batch dimension; see the class docstring)."""
+        idx = np.asarray(view_indices, np.int64)
+
+        def views_of(name: str) -> np.ndarray:
+            dset = self._dset(name)
+            if len(idx) * 4 >= self._shape(name)[1]:  # many views: one read of the row (one chunk), then pick
+                return dset[scene][idx]
+            # few views (ENR's pair, RenderNet's one): a plain read per view; h5py's list selection is ~20x
+            # slower and a whole row of 50 normal maps is 25x more bytes than one
+            return np.stack([dset[scene, int(v)] for v in idx])
+
+        try:
+            raw = views_of("images")
+            out = {"images": torch.from_numpy(np.ascontiguousarray(to_unit_range(raw, self.factor).transpose(0, 3, 1, 2)))}
+            for name in self.view_fields:
+                if len(self._shape(name)) <= 3:  # (S, V) angles and radius, (S, V, 3) offsets
+                    out[name] = torch.from_numpy(self._scalars(name)[scene][idx].copy())
+                else:
+                    out[name] = torch.from_numpy(_pool_views(name, views_of(name), self.factor))
+            for name in self.scene_fields:
+                out[name] = torch.from_numpy(self._scene_field(name, scene))
+        except (OSError, KeyError) as exc:
+            raise DatasetError(
+                f"{self.path}: reading scene row {scene} failed ({exc}); the file is corrupt or truncated, "
+                "re-run the consolidation step"
+            ) from exc
+        out["view_index"] = torch.from_numpy(idx)
+        out["scene"] = torch.tensor(scene, dtype=torch.int64)
+        return out
+
+    def __getitem__(self, key: ItemKey) -> dict[str, torch.Tensor]:
+        item = self.read_views(key.scene, self._view_order(key))
+        item["noise_seed"] = torch.tensor(key.seed, dtype=torch.int64)
+        return item
+
+    def __getitems__(self, keys: list[ItemKey]) -> Batch:
+        """The batch of `keys`, collated (item by item: each item reads one scene row of each field)."""
+        return _collate([self[k] for k in keys])

@@ -56,11 +56,6 @@ def all_reduce_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return values / info.world_size
 
 
-def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()
-
-
 def shutdown(info: DistInfo) -> None:
     """Leave the process group if this process joined one."""
     if info.enabled and dist.is_initialized():

@@ -1,16 +1,10 @@
-"""`python -m train evaluate`: image metrics on held-out scenes, with trivial baselines, written to JSON.
+"""`python -m train evaluate`: a model family's evaluation protocol on held-out scenes, with its baselines, to JSON.
 
-For each held-out scene (in order), a fixed draw from (seed, scene) picks `n_context` context views and one query
-view. Reported (means of per-image values):
-
-- `prior_mean` (the headline): the query view generated with every latent at its prior mean, from context only;
-- `posterior`: reconstruction through the posterior (latents at their posterior means; it sees the query
-  image, so it is an upper bound, not a novel-view result);
-- `prior_sample`: one draw from the prior (the item's noise seed);
-- baselines: `mean_train_image` (mean of all training views) and `nearest_context_view` (the context image whose
-  7-number viewpoint is closest to the query's);
-- likelihood (through the posterior): NLL at the checkpoint's pixel sigma, KL, ELBO, bits per pixel, and the NLL
-  floor that a perfect mean would reach at that sigma.
+The protocol belongs to the model's family (`train.families`): GQN draws context views and a query per scene
+and reports its prediction modes; ENR renders view `source_view` of each test scene into every other view
+(the original's PSNR protocol); RenderNet renders every held-out view from its voxels, pose and light. The JSON
+always holds `split`, `checkpoint`, `step`, `model`, `seed`, `headline`, `metrics` and `baselines` (each
+{psnr, ssim, mse}: means of per-image values, images in [0, 1]) and `notes` saying what each entry is.
 """
 
 from __future__ import annotations
@@ -26,10 +20,7 @@ import numpy as np
 import torch
 
 from train import checkpoint as ckpt
-from train.data import DatasetError, SceneDataset, fixed_batch, mean_image, split_path
-from train.losses import bits_per_pixel, nll_floor
-from train.metrics import image_metrics
-from train.models import SceneModel, build_model
+from train.models import SceneModel, build_model, model_names
 from train.trainer import _resolve_device
 
 logger = logging.getLogger(__name__)
@@ -41,28 +32,25 @@ def load_trained_model(run_dir: str | os.PathLike, checkpoint: str | os.PathLike
 
     Returns:
         (model, checkpoint dict, checkpoint path).
+    Raises:
+        CheckpointError: the checkpoint names a model this trainer does not know.
     """
     path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(run_dir)
     state = ckpt.load_checkpoint(path)
+    if state.get("model_name") not in model_names():
+        raise ckpt.CheckpointError(f"{path}: holds a {state.get('model_name')!r} model; this trainer builds "
+                                   f"{model_names()}")
     model = build_model(state["model_name"], **state["model_config"])
     model.load_state_dict(state["model"])
     model.set_step(int(state["step"]))
     return model.to(_resolve_device(device)).eval(), state, path
 
 
-def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-def nearest_context_view(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per item, the context image whose viewpoint is nearest (Euclidean, 7 numbers) to the query's: (B, 3, H, W)."""
-    dist = (batch["context_viewpoints"] - batch["query_viewpoint"][:, None]).pow(2).sum(-1)
-    idx = dist.argmin(dim=1)
-    return batch["context_images"][torch.arange(len(idx)), idx]
-
-
-def _summary(per_image: dict[str, list[np.ndarray]]) -> dict[str, float]:
-    return {k: float(np.mean(np.concatenate(v))) for k, v in per_image.items()}
+def _write_json_atomic(path: Path, content: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(content, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 @gin.configurable(denylist=["run_dir", "data_dir"])
@@ -75,6 +63,8 @@ def evaluate(
     n_context: int = 0,
     batch_size: int = 16,
     seed: int = 1234,
+    num_samples: int = 4,
+    source_view: int = 64,
     save_predictions: bool = False,
     out: str | None = None,
     device: str = "auto",
@@ -83,105 +73,52 @@ def evaluate(
 
     Args:
         run_dir: the run folder (`python -m train fit --run`).
-        data_dir: dataset folder with `scenes_{split}.h5` (and `scenes_train.h5` for the mean-image baseline).
+        data_dir: dataset folder with `scenes_{split}.h5` (and `scenes_train.h5` for training-set baselines).
         split: "val" or "test" (or "train" to check fitting).
         checkpoint: a checkpoint file; default the run's newest.
         max_scenes: evaluate at most this many scenes (the first ones).
-        n_context: context views per scene; 0 = the most the run trained with.
-        batch_size: scenes per forward pass.
-        seed: seed of the fixed view choice and noise per scene.
-        save_predictions: also write `RUN/eval_{split}_predictions.npz` (uint8-free float32 arrays
-            `target`, one per prediction mode and baseline, (N, H, W, 3) in [0, 1], and `scene`) and a picture of
-            the first 8 queries, one row per array, as `RUN/eval_{split}_predictions.png`.
+        n_context: GQN: context views per scene; 0 = the most the run trained with.
+        batch_size: items per forward pass.
+        seed: seed of the fixed view choice and noise per scene (GQN) or views (RenderNet); 1234 by default.
+        num_samples: GQN: prior draws per query averaged in `prior_samples` (0: skip).
+        source_view: ENR: the view of each test scene rendered into all others (the original: 64 of 251).
+        save_predictions: also write `RUN/eval_{split}_predictions.npz` (float32 arrays (N, H, W, 3) in [0, 1]:
+            `target`, one per prediction and baseline, and `scene`) and a picture of the first 8 items, one
+            row per array, as `RUN/eval_{split}_predictions.png`.
         out: JSON path instead of `RUN/eval_{split}.json`.
         device: "auto", "cpu" or "cuda".
     Returns:
         The JSON content.
     """
+    from train.families import EvalOptions, family_for  # the families import this module's loader
+
     model, state, path = load_trained_model(run_dir, checkpoint, device)
-    dev = next(model.parameters()).device
-    data = state["data"]
-    dataset = SceneDataset(split_path(data_dir, split), image_size=data["image_size"])
-    k = n_context or min(data["max_context"], dataset.num_views - 1)
-    if not 1 <= k <= dataset.num_views - 1:
-        raise DatasetError(f"n_context={k} impossible with {dataset.num_views} views per scene in {dataset.path}")
-    try:
-        mean_img = torch.from_numpy(mean_image(SceneDataset(split_path(data_dir, "train"),
-                                                            image_size=data["image_size"]))).permute(2, 0, 1)
-    except DatasetError as exc:
-        logger.warning("no mean-image baseline: %s", exc)
-        mean_img = None
-    scenes = list(range(min(max_scenes, len(dataset))))
-    per: dict[str, dict[str, list[np.ndarray]]] = {}
-    terms: dict[str, list[np.ndarray]] = {}
-    saved: dict[str, list[np.ndarray]] = {}
-
-    def add(name: str, pred: torch.Tensor, target: torch.Tensor) -> None:
-        for metric, values in image_metrics(pred, target).items():
-            per.setdefault(name, {}).setdefault(metric, []).append(values)
-        if save_predictions:
-            saved.setdefault(name, []).append(pred.detach().cpu().permute(0, 2, 3, 1).numpy().astype(np.float32))
-
-    for start in range(0, len(scenes), batch_size):
-        batch = _to(fixed_batch(dataset, scenes[start : start + batch_size], k, seed), dev)
-        target = batch["query_image"]
-        for mode in model.predict_modes:
-            add(mode, model.predict(batch, mode), target)
-        add("nearest_context_view", nearest_context_view(batch), target)
-        if mean_img is not None:
-            add("mean_train_image", mean_img[None].expand_as(target).to(dev), target)
-        for name, values in model.evaluation_terms(batch).items():
-            terms.setdefault(name, []).append(values.cpu().numpy())
-        if save_predictions:
-            saved.setdefault("target", []).append(target.cpu().permute(0, 2, 3, 1).numpy())
-            saved.setdefault("scene", []).append(batch["scene"].cpu().numpy())
-
-    h = w = dataset.image_size
+    family = family_for(state["model_name"])
+    options = EvalOptions(split=split, max_scenes=max_scenes, batch_size=batch_size, seed=seed, n_context=n_context,
+                          num_samples=num_samples, source_view=source_view, save_predictions=save_predictions)
+    with torch.no_grad():
+        part, sums = family.evaluate(model, state, Path(data_dir), options)
     result: dict[str, Any] = {
-        "split": split, "data": str(dataset.path), "checkpoint": str(path), "step": int(state["step"]),
-        "model": state["model_name"], "num_scenes": len(scenes), "n_context": k, "image_size": h, "seed": seed,
-        "headline": model.predict_modes[0] if model.predict_modes else None,
-        "metrics": {m: _summary(per[m]) for m in model.predict_modes},
-        "baselines": {b: _summary(per[b]) for b in ("mean_train_image", "nearest_context_view") if b in per},
-        "notes": {
-            "prior_mean": "generation from context only, every latent at its prior mean (headline)",
-            "posterior": "reconstruction through the posterior (sees the query image)",
-            "prior_sample": "one draw from the prior",
-            "psnr": "mean over images of 10 log10(1 / MSE), images in [0, 1]",
-        },
+        "split": split, "checkpoint": str(path), "step": int(state["step"]), "model": state["model_name"],
+        "seed": seed, "headline": model.predict_modes[0] if model.predict_modes else None, **part,
     }
-    if terms:
-        lik = {name: float(np.mean(np.concatenate(v))) for name, v in terms.items()}
-        sigma = model.schedule_state().get("pixel_sigma")
-        lik["bits_per_pixel"] = bits_per_pixel(lik["elbo"], h, w) if "elbo" in lik else None
-        if sigma is not None:
-            lik["pixel_sigma"] = sigma
-            lik["nll_floor"] = nll_floor(3 * h * w, sigma)
-        result["likelihood"] = lik
     destination = Path(out) if out else Path(run_dir) / f"eval_{split}.json"
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, destination)
+    _write_json_atomic(destination, result)
     if save_predictions:
         npz = Path(run_dir) / f"eval_{split}_predictions.npz"
         tmp = npz.with_name(f".{npz.stem}.tmp-{os.getpid()}.npz")
-        arrays = {k2: np.concatenate(v) for k2, v in saved.items()}
+        arrays = sums.arrays()
         np.savez_compressed(tmp, **arrays)
         os.replace(tmp, npz)
-        _predictions_sheet(arrays, npz.with_suffix(".png"))
+        _predictions_sheet(arrays, family.sheet_rows, npz.with_suffix(".png"))
     logger.info("wrote %s", destination)
     return result
 
 
-_SHEET_ROWS = (("target", "truth"), ("prior_mean", "prior mean"), ("posterior", "posterior"),
-               ("prior_sample", "prior sample"), ("nearest_context_view", "nearest context"),
-               ("mean_train_image", "mean image"))
-
-
-def _predictions_sheet(arrays: dict[str, np.ndarray], path: Path, columns: int = 8) -> None:
-    """A labelled PNG of the first query views: truth, each prediction mode and each baseline, one row each."""
+def _predictions_sheet(arrays: dict[str, np.ndarray], sheet_rows: tuple[tuple[str, str], ...], path: Path,
+                       columns: int = 8) -> None:
+    """A labelled PNG of the first items: truth, each prediction and each baseline, one row each."""
     from train.novel_views import labelled_grid, save_image_atomic  # novel_views imports this module
 
-    rows = [(label, arrays[key][:columns]) for key, label in _SHEET_ROWS if key in arrays]
+    rows = [(label, arrays[key][:columns]) for key, label in sheet_rows if key in arrays]
     save_image_atomic(labelled_grid(rows, tile=64), path)

@@ -74,10 +74,3 @@ class PixelSigmaAnnealer:
     @property
     def sigma(self) -> float:
         return linear_anneal(self.step, self.initial, self.final, self.anneal_steps)
-
-    def state_dict(self) -> dict:
-        return {"step": self.step, "sigma": self.sigma, "initial": self.initial, "final": self.final,
-                "anneal_steps": self.anneal_steps}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])

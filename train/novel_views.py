@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from train.data import SceneDataset, split_path
 from train.evaluation import load_trained_model
 
 logger = logging.getLogger(__name__)
@@ -112,6 +111,13 @@ def save_image_atomic(image: Image.Image, path: Path, **kwargs: object) -> None:
     os.replace(tmp, path)
 
 
+def save_gif(frames: list[Image.Image], path: Path, duration_ms: int = 120) -> None:
+    """Write frames as a looping GIF through a temporary file."""
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.gif")
+    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    os.replace(tmp, path)
+
+
 @gin.configurable(denylist=["run_dir", "data_dir"])
 def render_views(
     run_dir: str | os.PathLike,
@@ -125,61 +131,48 @@ def render_views(
     out_dir: str | None = None,
     checkpoint: str | None = None,
     device: str = "auto",
+    rotate: bool = False,
+    azimuth: float = 0.0,
+    elevation: float = 30.0,
+    light_azimuth: float = 45.0,
+    light_elevation: float = 45.0,
+    radius: float = 3.3,
 ) -> dict[str, str]:
-    """Render one scene's novel views with a trained run; write `scene_XXXX.png` and `scene_XXXX.gif`.
+    """Render with a trained run, as its family does; write `scene_XXXX.png` / `.gif` (or `rotate_XXXX.gif`).
+
+    GQN: one scene's context views, its other views with predictions and a ring of novel views (PNG grid + GIF).
+    ENR: the scene turning 360 degrees in azimuth from one source image (view `seed`-free: the scene's view 0,
+    or the ENR test protocol's view 64 when the scene has more than 64 views), GIF and a PNG strip.
+    RenderNet (`rotate`): the scene's voxels turned 360 degrees from `azimuth` at `elevation`, camera at
+    `radius`, lit from (`light_azimuth`, `light_elevation`), as a GIF (the original demo's flags).
 
     Args:
         run_dir: the run folder.
         data_dir: dataset folder with `scenes_{split}.h5`.
         split: split to take the scene from.
         scene: row of the scene in that split.
-        n_context: context views (0 = the most the run trained with); the rest are shown as ground truth.
-        num_frames: frames on the ring (GIF length; the PNG shows up to 8 of them).
+        n_context: GQN: context views (0 = the most the run trained with); the rest are shown as ground truth.
+        num_frames: frames of the turn (GIF length; the PNG shows up to 8 of them).
         tile: size in pixels of each picture in the PNG (nearest-neighbour upscaling).
-        seed: seed of which views are context.
+        seed: GQN: seed of which views are context.
         out_dir: output folder (default `RUN/render`).
         checkpoint: checkpoint file (default the run's newest).
         device: "auto", "cpu" or "cuda".
+        rotate: RenderNet/ENR: turn the object 360 degrees into a GIF (GQN refuses it: its ring already turns).
+        azimuth, elevation: RenderNet: start azimuth and elevation of the camera, degrees.
+        light_azimuth, light_elevation: RenderNet: direction towards the light, degrees (world frame).
+        radius: RenderNet: camera distance in metres (the original's default 3.3).
     Returns:
-        {"png": path, "gif": path}.
+        {"png": path, "gif": path} (RenderNet: {"gif": path, "png": path}).
     """
+    from train.families import RenderOptions, family_for  # the families import this module's helpers
+
     model, state, _ = load_trained_model(run_dir, checkpoint, device)
-    mode = model.predict_modes[0]
-    dataset = SceneDataset(split_path(data_dir, split), image_size=state["data"]["image_size"])
-    if not 0 <= scene < len(dataset):
-        raise ValueError(f"scene {scene} out of range: {dataset.path} holds {len(dataset)} scenes")
-    images, views = dataset.read_scene(scene)
-    k = n_context or min(state["data"]["max_context"], dataset.num_views - 1)
-    k = min(k, dataset.num_views - 1)
-    order = np.random.default_rng([seed, scene]).permutation(dataset.num_views)
-    ctx, rest = order[:k], np.sort(order[k:])[:8]
-    ctx_images = torch.from_numpy(np.ascontiguousarray(images[ctx].transpose(0, 3, 1, 2)))
-    ctx_views = torch.from_numpy(views[ctx])
-    truth_pred = _predict(model, ctx_images, ctx_views, views[rest], mode, seed)
-    path = ring_path(views[ctx], num_frames)
-    ring = _predict(model, ctx_images, ctx_views, path, mode, seed)
-    show = np.linspace(0, num_frames - 1, min(8, num_frames)).round().astype(int)
-    grid = labelled_grid([
-        ("context views", images[ctx]),
-        ("ground truth", images[rest]),
-        (f"predicted\n({mode})", truth_pred),
-        ("novel views\n(ring path)", ring[show]),
-    ], tile=tile)
-    folder = Path(out_dir) if out_dir else Path(run_dir) / "render"
-    folder.mkdir(parents=True, exist_ok=True)
-    png, gif = folder / f"scene_{scene:04d}.png", folder / f"scene_{scene:04d}.gif"
-    save_image_atomic(grid, png)
-    big = 2 * tile
-    ctx_strip = labelled_grid([("context", images[ctx])], tile=tile // 2, label_width=60)
-    frames = []
-    for i, im in enumerate(_tiles(ring, big)):
-        frame = Image.new("RGB", (max(big, ctx_strip.width), big + ctx_strip.height + 16), "white")
-        frame.paste(im, ((frame.width - big) // 2, 0))
-        ImageDraw.Draw(frame).text((4, big + 2), f"novel view {i + 1}/{num_frames} ({mode})", fill="black")
-        frame.paste(ctx_strip, (0, big + 16))
-        frames.append(frame)
-    tmp = gif.with_name(f".{gif.stem}.tmp-{os.getpid()}.gif")
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=120, loop=0)
-    os.replace(tmp, gif)
-    logger.info("wrote %s and %s", png, gif)
-    return {"png": str(png), "gif": str(gif)}
+    options = RenderOptions(split=split, scene=scene, n_context=n_context, num_frames=num_frames, tile=tile,
+                            seed=seed, out_dir=Path(out_dir) if out_dir else Path(run_dir) / "render", rotate=rotate,
+                            azimuth=azimuth, elevation=elevation, light_azimuth=light_azimuth,
+                            light_elevation=light_elevation, radius=radius)
+    with torch.no_grad():
+        written = family_for(state["model_name"]).render(model, state, Path(data_dir), options)
+    logger.info("wrote %s", written)
+    return written

@@ -24,8 +24,9 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from train import checkpoint as ckpt
-from train.data import Batch, SceneBatchSampler, SceneDataset, fixed_batch, make_loader, split_path
+from train.data import Batch, SceneBatchSampler, make_loader, split_path
 from train.distributed import DistInfo, all_reduce_mean, init_distributed, shutdown
+from train.families import family_for
 from train.losses import linear_anneal
 from train.models import SceneModel, build_model
 
@@ -106,20 +107,17 @@ class Trainer:
         self.device = _resolve_device(s["device"], self.info)
         self.is_main = self.info.is_main
         torch.manual_seed(s["seed"])  # weight init; DDP also broadcasts rank 0's weights
-        self.dataset = SceneDataset(split_path(self.data_dir, "train"))
+        self.family = family_for(s["model_name"])
         model = build_model(s["model_name"])
-        size = model.config.get("image_size")
-        if size is not None and size != self.dataset.image_size:
-            raise ValueError(
-                f"model image_size={size} but SceneDataset.image_size={self.dataset.image_size}; bind both to the "
-                "same value in the gin file"
-            )
+        self.dataset = self.family.make_dataset(split_path(self.data_dir, "train"), model)
         self.model: SceneModel = model.to(self.device)
         self.optimizer, self.scheduler = make_optimizer(self.model.parameters())
-        max_context = min(s["max_context"], self.dataset.num_views - 1)
-        self.context_range = (min(s["min_context"], max_context), max_context)
+        self.context_range = self.family.context_range(self.dataset, s["min_context"], s["max_context"])
 
         existing = ckpt.list_checkpoints(self.run_dir)
+        if self.resume and s["init_from"]:
+            raise RunFolderError("--resume continues a run with its optimiser; --init-from starts a new one from "
+                                 "another run's weights: pass one of them")
         if self.resume:
             self._restore(ckpt.latest_checkpoint(self.run_dir))
         elif existing:
@@ -127,6 +125,8 @@ class Trainer:
                 f"{self.run_dir} already holds checkpoints (newest {existing[-1].name}); pass --resume to continue "
                 "it, or choose a new --run folder"
             )
+        elif s["init_from"]:
+            self._init_weights(Path(s["init_from"]))
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             _write_text_atomic(self.run_dir / "operative_config.gin", gin.operative_config_str())
@@ -147,10 +147,31 @@ class Trainer:
                     s["model_name"], n_params, len(self.dataset), self.dataset.num_views, self.dataset.image_size,
                     self.info.rank, self.info.world_size, self.device)
 
-    def _restore(self, path: Path) -> None:
+    def _checked_state(self, path: Path) -> dict[str, Any]:
+        """A checkpoint of this run's model name with weights of this model's shapes, else `RunFolderError`."""
         state = ckpt.load_checkpoint(path)
-        if state["model_name"] != self.s["model_name"]:
-            raise RunFolderError(f"{path} holds a {state['model_name']!r} model, the config asks for {self.s['model_name']!r}")
+        if state.get("model_name") != self.s["model_name"]:
+            raise RunFolderError(f"{path} holds a {state.get('model_name')!r} model, the config asks for "
+                                 f"{self.s['model_name']!r}")
+        mine = self.model.state_dict()
+        wrong = [k for k, v in state["model"].items() if k not in mine or mine[k].shape != v.shape]
+        wrong += [k for k in mine if k not in state["model"]]
+        if wrong:
+            raise RunFolderError(
+                f"{path}: its {state['model_name']} weights do not fit this config's model ({len(wrong)} tensors "
+                f"differ, e.g. {wrong[:3]}); its model_config was {state.get('model_config')}: bind the same sizes"
+            )
+        return state
+
+    def _init_weights(self, path: Path) -> None:
+        """`fit --init-from`: weights only; a new optimiser, schedules and step count (fine-tuning, transfer)."""
+        state = self._checked_state(path)
+        self.model.load_state_dict(state["model"])
+        logger.info("initialised weights from %s (its step %d); optimiser and step count start afresh",
+                    path, int(state["step"]))
+
+    def _restore(self, path: Path) -> None:
+        state = self._checked_state(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -270,21 +291,17 @@ class Trainer:
             return
         for k, v in values.items():
             self.writer.add_scalar(f"train/{k}", v, self.step)
-        if "mse" in values:
-            self.writer.add_scalar("train/psnr", 10 * math.log10(1 / max(values["mse"], 1e-10)), self.step)
+        if "mse" in values:  # what this PSNR measures is the family's (GQN: the posterior reconstruction)
+            self.writer.add_scalar(self.family.train_psnr_tag, 10 * math.log10(1 / max(values["mse"], 1e-10)), self.step)
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def _log_images(self, n: int = 4) -> None:
-        """TensorBoard grid of a fixed batch: first context view | truth | each prediction mode."""
+        """TensorBoard grid of a fixed batch, as the family draws it (GQN: context | truth | each mode)."""
         self.model.eval()
-        scenes = list(range(min(n, len(self.dataset))))
-        batch = fixed_batch(self.dataset, scenes, self.context_range[1], self.s["seed"])
-        batch = {k: v.to(self.device) for k, v in batch.items()}
-        with self.autocast:
-            preds = [self.model.predict(batch, m) for m in self.model.predict_modes]
-        rows = [batch["context_images"][:, 0], batch["query_image"], *preds]
-        self.writer.add_image("train/context|truth|" + "|".join(self.model.predict_modes), image_grid(rows), self.step)
+        with self.autocast, torch.no_grad():
+            tag, rows = self.family.picture(self.model, self.dataset, self.s["seed"], self.context_range, n)
+        self.writer.add_image(tag, image_grid(rows), self.step)
         self.model.train()
 
     def _save(self) -> None:
@@ -303,8 +320,8 @@ class Trainer:
             "annealer": self.model.schedule_state(),
             "rng": ckpt.rng_state(),
             "sampler": self.sampler.state_dict(),
-            "data": {"dir": str(self.data_dir.resolve()), "image_size": self.dataset.image_size, "min_context": self.context_range[0],
-                     "max_context": self.context_range[1], "num_views": self.dataset.num_views},
+            "data": {"dir": str(self.data_dir.resolve()),
+                     **self.family.data_state(self.dataset, self.context_range)},
             "config": gin.operative_config_str(),
         }, keep=self.s["keep_checkpoints"])
 
@@ -331,6 +348,7 @@ def fit(
     grad_clip: float = 0.0,
     device: str = "auto",
     progress: bool = True,
+    init_from: str | None = None,
 ) -> dict[str, Any]:
     """Train a model on `DATA_DIR/scenes_train.h5`, writing into `run_dir`.
 
@@ -342,7 +360,8 @@ def fit(
         max_steps: stop after this many optimiser steps (counted from the start of the run, not of a resume).
         max_minutes: also stop once this much wall-clock time is spent in the loop (0: no limit).
         batch_size: global batch (split evenly over DDP processes).
-        min_context, max_context: range of context views per step (drawn per step; capped at views - 1).
+        min_context, max_context: GQN: range of context views per step (drawn per step; capped at views - 1).
+            ENR always takes pairs of views and RenderNet single views (their families ignore these).
         seed: seed of weights, batches, view choices and latent noise.
         num_workers: DataLoader worker processes (0 reads in the training process).
         log_every: steps between scalar logs (TensorBoard, metrics.jsonl).
@@ -354,6 +373,8 @@ def fit(
         grad_clip: clip the gradient norm to this value (0: off).
         device: "auto" (cuda if available), "cpu" or "cuda".
         progress: show a tqdm progress bar.
+        init_from: a checkpoint whose weights start this run (same model name and sizes); unlike `resume`
+            the optimiser, learning-rate schedule and step count start afresh (`fit --init-from`).
     Returns:
         {"run_dir", "step", "history": [{"step", "nll", "kl", "loss", "mse", "lr", ...}, ...]}.
     """

@@ -26,7 +26,7 @@ def test_fit_evaluate_render_end_to_end(toy_data: Path, tiny_gin: Path, tmp_path
     assert main(["evaluate", "--run", str(run), "--split", "val", "--save-predictions"]) == 0
     result = json.loads((run / "eval_val.json").read_text())
     assert result["num_scenes"] == 4 and result["headline"] == "prior_mean"
-    assert set(result["metrics"]) == {"prior_mean", "posterior", "prior_sample"}
+    assert set(result["metrics"]) == {"prior_mean", "posterior", "prior_sample", "prior_samples"}
     assert set(result["baselines"]) == {"mean_train_image", "nearest_context_view"}
     lik = result["likelihood"]
     assert lik["nll"] >= lik["nll_floor"] == pytest.approx(3 * 16 * 16 * 0.5 * np.log(2 * np.pi * 0.49))
@@ -106,9 +106,27 @@ def test_every_train_gin_file_parses_and_builds(gin_file: Path):
     parse_gin([gin_file], [])
     model = build_model(gin.query_parameter("fit.model_name"))
     assert model.config["image_size"] == gin.query_parameter("%IMAGE_SIZE")
-    if gin_file.name == "gqn_cpu.gin":
+    if gin_file.name.endswith("_cpu.gin"):
         assert sum(p.numel() for p in model.parameters()) < 500_000
 
 
 def test_gin_file_list_is_not_empty():
-    assert {"gqn_cpu.gin", "gqn_paper.gin"} <= {p.name for p in GIN_FILES}
+    assert {f"{m}_{size}.gin" for m in ("gqn", "enr", "rendernet") for size in ("cpu", "paper")} <= {
+        p.name for p in GIN_FILES}
+
+
+@pytest.mark.parametrize("family", ["enr", "rendernet"])
+def test_each_family_trains_with_pictures_and_evaluates(family: str, enr_data: Path, object_data: Path,
+                                                        tiny_enr_gin: Path, tiny_rendernet_gin: Path, tmp_path: Path):
+    data, gin_file = (enr_data, tiny_enr_gin) if family == "enr" else (object_data, tiny_rendernet_gin)
+    run = tmp_path / family
+    assert main(["fit", "-g", str(gin_file), "--data", str(data), "--run", str(run), "-p", "fit.max_steps=2",
+                 "-p", "fit.image_every=1"]) == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0}).Reload()
+    tags = events.Tags()
+    assert len(tags["images"]) == 1 and len(events.Images(tags["images"][0])) == 2
+    assert {"enr": "train/psnr_swapped", "rendernet": "train/psnr_shaded"}[family] in tags["scalars"]
+    assert main(["evaluate", "--run", str(run), "--split", "val", "-p", "evaluate.max_scenes=1"]) == 0
+    assert json.loads((run / "eval_val.json").read_text())["model"] == family

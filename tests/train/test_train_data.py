@@ -128,3 +128,29 @@ def test_batched_fetch_equals_item_by_item(toy_data: Path):
     mixed = [ItemKey(0, 1, 4), ItemKey(3, 2, 5)]  # different context counts fall back to item by item
     items = ds.__getitems__(mixed)
     assert [it["context_images"].shape[0] for it in items] == [1, 2]
+
+
+def test_posed_views_match_the_file_pooled(tmp_path: Path):
+    from train.data import PosedViewDataset
+    from train.toydata import make_object_scene_file
+
+    path = make_object_scene_file(tmp_path / "scenes_train.h5", num_scenes=2, num_views=6, size=16, voxel_size=8,
+                                  light_per_view=True)
+    fields = ("azimuth", "elevation", "radius", "light_azimuth", "normal", "mask", "voxels")
+    ds = PosedViewDataset(path, 8, fields, "RenderNet", voxel_size=4)
+    item = ds.read_views(1, np.array([4, 1]))
+    with h5py.File(path) as f:
+        images, normal, mask = f["images"][1][[4, 1]] / 255.0, f["normal"][1][[4, 1]].astype(np.float64), f["mask"][1][[4, 1]]
+        az, vox = f["azimuth"][1][[4, 1]], f["voxels"][1].astype(np.float64)
+    pool = lambda x: x.reshape(2, 8, 2, 8, 2, *x.shape[3:]).mean(axis=(2, 4))  # noqa: E731
+    np.testing.assert_allclose(item["images"].permute(0, 2, 3, 1).numpy(), pool(images), atol=1e-6)
+    np.testing.assert_allclose(item["mask"][:, 0].numpy(), pool(mask.astype(np.float64)), atol=1e-6)
+    n = pool(normal)
+    length = np.linalg.norm(n, axis=-1, keepdims=True)
+    n = np.where(length > 1e-6, n / np.maximum(length, 1e-6), 0)
+    np.testing.assert_allclose(item["normal"].permute(0, 2, 3, 1).numpy(), n, atol=1e-5)
+    np.testing.assert_array_equal(item["azimuth"].numpy(), az)
+    np.testing.assert_allclose(item["voxels"].numpy(), vox.reshape(4, 2, 4, 2, 4, 2).mean(axis=(1, 3, 5)))
+    assert item["voxels"].shape == (4, 4, 4) and item["view_index"].tolist() == [4, 1]
+    state = pickle.loads(pickle.dumps(ds)).__dict__
+    assert not {"_grid_cache", "_scalar_cache", "_dset_cache"} & set(state) and state["_file"] is None

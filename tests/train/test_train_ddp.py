@@ -1,4 +1,4 @@
-"""A 2-process DDP run (torchrun, gloo on CPU) matches one process with the same global batch."""
+"""A 2-process DDP run (torchrun, gloo on CPU) matches one process with the same global batch, for each model family."""
 
 from __future__ import annotations
 
@@ -31,8 +31,16 @@ def _losses(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_process_ddp_equals_one_process(toy_data: Path, tiny_gin: Path, tmp_path: Path):
-    args = ["fit", "-g", str(tiny_gin), "--data", str(toy_data), "-p", "fit.max_steps=6", "-p", "fit.batch_size=4"]
+@pytest.mark.parametrize("family", ["gqn", "enr", "rendernet"])
+def test_two_process_ddp_equals_one_process(family: str, toy_data: Path, enr_data: Path, object_data: Path,
+                                            tiny_gin: Path, tiny_enr_gin: Path, tiny_rendernet_gin: Path,
+                                            tmp_path: Path):
+    data, gin_file, keys = {
+        "gqn": (toy_data, tiny_gin, ("nll", "kl")),
+        "enr": (enr_data, tiny_enr_gin, ("l1", "ssim")),
+        "rendernet": (object_data, tiny_rendernet_gin, ("image", "normal", "mask")),
+    }[family]
+    args = ["fit", "-g", str(gin_file), "--data", str(data), "-p", "fit.max_steps=6", "-p", "fit.batch_size=4"]
     single, double = tmp_path / "single", tmp_path / "ddp"
     assert main([*args, "--run", str(single)]) == 0
     env = {**os.environ, "PYTHONPATH": str(paths.REPO_DIR), "OMP_NUM_THREADS": "1"}
@@ -43,10 +51,11 @@ def test_two_process_ddp_equals_one_process(toy_data: Path, tiny_gin: Path, tmp_
     a, b = _losses(single), _losses(double)
     assert [r["step"] for r in b] == list(range(1, 7))
     for ra, rb in zip(a, b, strict=True):
-        for key in ("nll", "kl", "loss", "mse"):
+        for key in (*keys, "loss", "mse"):
             assert rb[key] == pytest.approx(ra[key], rel=LOSS_RTOL), (ra["step"], key)
     wa = ckpt.load_checkpoint(ckpt.latest_checkpoint(single))["model"]
     wb = ckpt.load_checkpoint(ckpt.latest_checkpoint(double))["model"]
     worst = max((wa[k] - wb[k]).abs().max().item() for k in wa)
-    print(f"max |weight difference| {worst:.2e}; max loss rel. difference {max(abs(rb['loss'] / ra['loss'] - 1) for ra, rb in zip(a, b, strict=True)):.2e}")
+    print(f"{family}: max |weight difference| {worst:.2e}; max loss rel. difference "
+          f"{max(abs(rb['loss'] / ra['loss'] - 1) for ra, rb in zip(a, b, strict=True)):.2e}")
     assert worst < WEIGHT_ATOL

@@ -103,3 +103,39 @@ def test_bf16_autocast_trains_on_cpu(toy_data: Path, tiny_gin: Path, tmp_path: P
         parse_gin([tiny_gin], ["fit.max_steps=1", "fit.precision='fp16'"])
         fit(toy_data, tmp_path / "fp16")
     assert not (tmp_path / "fp16").exists()
+
+
+def test_init_from_takes_weights_only_and_refuses_other_models(toy_data: Path, tiny_gin: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture):
+    source, tuned = tmp_path / "source", tmp_path / "tuned"
+    base = ["fit", "-g", str(tiny_gin), "--data", str(toy_data)]
+    assert main([*base, "--run", str(source), "-p", "fit.max_steps=4"]) == 0
+    src = ckpt.latest_checkpoint(source)
+    # zero steps of fine-tuning: the saved weights are the source's, the step count and optimiser start afresh
+    assert main([*base, "--run", str(tuned), "--init-from", str(src), "-p", "fit.max_steps=2"]) == 0
+    state = ckpt.load_checkpoint(ckpt.latest_checkpoint(tuned))
+    assert state["step"] == 2 and [r["step"] for r in _losses(tuned)] == [1, 2]
+    assert all(s["step"] == 2 for s in state["optimizer"]["state"].values())  # Adam's count restarted
+    fresh = tmp_path / "fresh"
+    assert main([*base, "--run", str(fresh), "-p", "fit.max_steps=2"]) == 0
+    assert _losses(tuned)[0]["loss"] < _losses(fresh)[0]["loss"]  # it starts from the trained weights
+    # another size of GQN is refused, naming the checkpoint and the mismatch
+    code = main([*base, "--run", str(tmp_path / "bad"), "--init-from", str(src), "-p", "GQN.h_channels=8"])
+    assert code == 2 and "do not fit this config's model" in capsys.readouterr().err
+    assert main([*base, "--run", str(source), "--resume", "--init-from", str(src)]) == 2
+
+
+def test_checkpoint_of_the_previous_layout_still_evaluates_or_is_refused_by_name(
+    toy_data: Path, tiny_gin: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+):
+    run = tmp_path / "old"
+    assert main(["fit", "-g", str(tiny_gin), "--data", str(toy_data), "--run", str(run), "-p", "fit.max_steps=2"]) == 0
+    path = ckpt.latest_checkpoint(run)
+    state = torch.load(path, weights_only=False)
+    # exactly the keys and `data` fields the trainer wrote before model families existed
+    assert set(state["data"]) == {"dir", "image_size", "min_context", "max_context", "num_views"}
+    assert main(["evaluate", "--run", str(run), "--split", "val"]) == 0
+    state["model_name"] = "gqn_v0"
+    torch.save(state, path)
+    assert main(["evaluate", "--run", str(run), "--split", "val"]) == 2
+    assert "holds a 'gqn_v0' model" in capsys.readouterr().err

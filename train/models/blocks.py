@@ -53,8 +53,9 @@ class Upsampler(nn.Module):
 
     Each x2 stage is either `bilinear` (bilinear resize, then a 3x3 conv) or `pixel_shuffle` (3x3 conv to 4x the
     channels, then a 2x2 pixel shuffle), followed by ReLU; a final 3x3 conv maps to `out_channels`.
-    `transposed` is the original GQN's single stride-`factor` transposed conv, kept only for comparison: it leaves
-    factor x factor block artefacts.
+    `transposed` is the GQN paper's stride-`factor` transposed conv (config/train/gqn_paper.gin uses it; applied
+    once to the summed canvas, which equals the paper's per-step application since both are linear); it
+    leaves factor x factor block artefacts, which is why the CPU default is `bilinear`.
     """
 
     def __init__(self, input_shape: Shape, out_channels: int, factor: int, mode: str = "bilinear",

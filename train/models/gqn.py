@@ -6,12 +6,15 @@ Composition:
 - L steps of two ConvLSTM cores at h x w: the inference core (training only) reads the query image, and its
   posterior over z_l is pulled towards the generator's prior by the KL term; the generator core reads
   (v_q, r, z_l) and writes into a canvas u (B, U, h, w).
-- the canvas is decoded to the image mean by an `Upsampler` (bilinear + conv stages by default; the original's
-  stride-4 transposed conv left 4 x 4 block artefacts) and a sigmoid.
+- the canvas is decoded to the image mean by an `Upsampler` and a sigmoid: bilinear + conv stages by default;
+  `upsample='transposed'` is the paper's stride-4 transposed conv (it adds T(h_l) to a full-size canvas at
+  every step; T is linear, so one T of the summed low-resolution canvas is the same function), which leaves
+  4 x 4 block artefacts.
 
-Three ways to render a query view (`predict` modes): `prior_mean` (z_l = prior mean: the headline number),
-`posterior` (z_l = posterior mean: reconstruction, needs the query image), `prior_sample` (z_l drawn from the
-prior with the item's noise seed).
+Three ways to render a query view (`predict` modes): `prior_mean` (z_l = prior mean: this project's headline
+number; deterministic), `posterior` (z_l = posterior mean: reconstruction, needs the query image),
+`prior_sample` (z_l drawn from the prior with the item's noise seed: how the paper generates; `evaluate`
+also reports the mean over several draws as `prior_samples`).
 """
 
 from __future__ import annotations
