@@ -72,14 +72,20 @@ def opencv_doc_data() -> Path:
     return data
 
 
-def read_stereo_intrinsics(data: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{"left": (K, dist), "right": (K, dist)} from opencv-doc's stereo calibration (intrinsics.yml)."""
-    fs = cv2.FileStorage(str(data / "intrinsics.yml"), cv2.FILE_STORAGE_READ)
+def read_left_intrinsics(data: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(K, dist) of the left camera from opencv-doc's own calibration (left_intrinsics.yml)."""
+    fs = cv2.FileStorage(str(data / "left_intrinsics.yml"), cv2.FILE_STORAGE_READ)
     try:
-        return {"left": (fs.getNode("M1").mat(), fs.getNode("D1").mat().reshape(-1)),
-                "right": (fs.getNode("M2").mat(), fs.getNode("D2").mat().reshape(-1))}
+        return fs.getNode("camera_matrix").mat(), fs.getNode("distortion_coefficients").mat().reshape(-1)
     finally:
         fs.release()
+
+
+def calibrate(corners: list[np.ndarray], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, float]:
+    """(K, dist, RMS error) of one camera from its photos' chessboard corners (cv2.calibrateCamera)."""
+    objects = [board_points().astype(np.float32)] * len(corners)
+    rms, K, dist, _, _ = cv2.calibrateCamera(objects, [c.astype(np.float32) for c in corners], size, None, None)
+    return K, dist.reshape(-1), float(rms)
 
 
 def board_points() -> np.ndarray:
