@@ -349,6 +349,13 @@ def import_gqn(src: str | Path, dataset_dir: str | Path, dataset: str, jobs: int
         if pending:
             logger.info("%s: %d of %d files to convert (%d already done) with %d workers", dataset, len(pending),
                         len(sources), len(sources) - len(pending), jobs or os.cpu_count() or 1)
+        parts = [s for s in sources if f"{s.name}@{s.split}" not in before]
+        if not parts:  # everything in SRC is in the final files already: leave them as they are
+            logger.info("%s: all %d files are imported already", dataset_dir, len(sources))
+            rows = {split: sum(e["scenes"] for e in before.values() if e["split"] == split)
+                    for split in ("train", "val", "test")}
+            return GqnImportResult(rows=rows, converted=[], reused=sorted(s.name for s in sources),
+                                   seconds=time.monotonic() - started)
         converted = _convert_all(pending, dataset, dataset_dir, jobs, progress)
         rows = _assemble(sources, before, dataset, spec, dataset_dir)
         if not keep_parts:
@@ -396,10 +403,18 @@ def _convert_all(pending: list[SourceFile], dataset: str, dataset_dir: Path, job
 
 def _assemble(sources: list[SourceFile], before: dict[str, dict[str, Any]], dataset: str, spec: GqnDataset,
               dataset_dir: Path) -> dict[str, int]:
-    """Writes the final files from the parts and the earlier final files; then import.json."""
+    """Writes the final files from the parts and the earlier final files; then import.json.
+
+    Files an earlier run imported keep their rows even when they are no longer in SRC (deleted to save space).
+    """
     entries = []
     old = {s: scene_file(dataset_dir, s) for s in SOURCE_SPLITS}
     handles: dict[Path, h5py.File] = {}
+    items: dict[str, tuple[str, int, str, int, SourceFile | None]] = {
+        key: (e["split"], int(e["file"][:4]), e["file"], int(e["bytes"]), None) for key, e in before.items()}
+    for source in sources:
+        items.setdefault(f"{source.name}@{source.split}", (source.split, source.number, source.name, source.size,
+                                                          source))
 
     def open_h5(path: Path) -> h5py.File:
         if path not in handles:
@@ -408,22 +423,24 @@ def _assemble(sources: list[SourceFile], before: dict[str, dict[str, Any]], data
 
     try:
         with SceneFiles(dataset_dir, file_attrs(dataset, spec)) as files:
-            for source in sources:  # sorted by split, then number: rows stay sorted by scene index
-                key = f"{source.name}@{source.split}"
+            # by split, then file number: rows stay sorted by scene index
+            for key, (split, _, name, size, source) in sorted(
+                    items.items(), key=lambda kv: (SOURCE_SPLITS.index(kv[1][0]), kv[1][1])):
                 if key in before:
                     start, stop = before[key]["rows"]
-                    src = open_h5(old[source.split])
+                    src = open_h5(old[split])
                 else:
+                    assert source is not None
                     path = part_file(dataset_dir, source)
                     n = _part_rows(path, source)
                     if n is None:
                         raise CaptureError(f"{path}: the part of {source.path} is missing after its conversion")
                     src = open_h5(path)
                     start, stop = 0, n
-                at = files.rows_of(source.split)
-                files.add_rows_from(source.split, src, start, stop)
-                entries.append({"file": source.name, "split": source.split, "bytes": source.size,
-                                "scenes": stop - start, "rows": [at, at + stop - start]})
+                at = files.rows_of(split)
+                files.add_rows_from(split, src, start, stop)
+                entries.append({"file": name, "split": split, "bytes": size, "scenes": stop - start,
+                                "rows": [at, at + stop - start]})
             for split in files.splits:  # val too (empty): every final file says what it holds
                 files.set_attr(split, "source_files", json.dumps([e for e in entries if e["split"] == split]))
     finally:

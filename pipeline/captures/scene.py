@@ -91,8 +91,9 @@ def cameras_from_xyzyp(xyzyp: np.ndarray) -> np.ndarray:
     yaw, pitch = xyzyp[:, 3], xyzyp[:, 4]
     cp, sp, cy, sy = np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
     forward = np.stack([cp * cy, cp * sy, sp], -1)
-    right = np.stack([sy, -cy, np.zeros_like(sy)], -1)  # forward x world z, normalised (|forward_xy| = cos pitch)
-    up = np.cross(right, forward)
+    zero = np.zeros_like(sy)
+    right = np.stack([sy, -cy, zero], -1)  # forward x world z, normalised (|forward_xy| = cos pitch)
+    up = np.stack([-cy * sp, -sy * sp, cp], -1)  # right x forward, written out (np.cross costs more than the rest)
     c2w = np.zeros((len(xyzyp), 4, 4))
     c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = right, -up, forward, xyzyp[:, :3]
     c2w[:, 3, 3] = 1.0

@@ -120,8 +120,18 @@ def test_adding_files_later_converts_only_those(tmp_path: Path) -> None:
     assert after["scene_index"].tolist() == [1_000_000, 1_000_001, 2_000_000, 2_000_001, 2_000_002]
     np.testing.assert_array_equal(after["images"][2:], before["images"])
     np.testing.assert_array_equal(after["cam_to_world"][2:], before["cam_to_world"])
+    stamp = (out / "scenes_train.h5").stat().st_mtime_ns
     third = gqn.import_gqn(src, out, "rooms_ring_camera", jobs=1)
     assert third.converted == [] and third.rows == second.rows
+    assert (out / "scenes_train.h5").stat().st_mtime_ns == stamp  # nothing new: the files are left alone
+    # a source deleted after its import (to save space) keeps its rows when more files come
+    (src / "train" / "0002-of-2160.tfrecord").unlink()
+    make_source(src, {"train/4": [1]}, seed=3)
+    fourth = gqn.import_gqn(src, out, "rooms_ring_camera", jobs=1)
+    assert fourth.converted == ["0004-of-2160.tfrecord"]
+    last = read_all(out / "scenes_train.h5")
+    assert last["scene_index"].tolist() == [1_000_000, 1_000_001, 2_000_000, 2_000_001, 2_000_002, 4_000_000]
+    np.testing.assert_array_equal(last["images"][:5], after["images"])
 
 
 _KILLER = textwrap.dedent("""
