@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the synthetic twin's)")
     f.add_argument("--split", choices=["train", "val", "test"], default=None,
                    help="put every scene in this split (default: scene number %% 12)")
+    f.add_argument("--position-scale", type=float, default=1.0,
+                   help="multiply the table's x, y: 1 keeps the seed's table units (default), 0.6 gives the "
+                        "synthetic twin's metres (fruit_still_life.square_half_size)")
     f.add_argument("--overwrite", action="store_true", help="replace scene files already in DATA_DIR/NAME")
     return parser
 
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{dataset_dir}: {import_plan(plan, dataset_dir, args.overwrite)}")
         elif args.command == "import-fruit":
             plan = plan_fruit(args.src, table=args.table, framing=_framing(args, SEED_FRAMING) or SEED_FRAMING,
-                              fov_deg=args.fov_deg, split=args.split)
+                              fov_deg=args.fov_deg, split=args.split, position_scale=args.position_scale)
             print(f"{dataset_dir}: {import_plan(plan, dataset_dir, args.overwrite)}")
         else:
             raise ValueError(f"unknown command {args.command!r}")

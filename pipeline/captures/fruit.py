@@ -64,7 +64,7 @@ def table_of_scene(k: int) -> int:
 
 
 def plan_fruit(src: str | Path, table: int = 12, framing: Framing = SEED_FRAMING,
-               fov_deg: float = DEFAULT_FOV_DEG, split: str | None = None) -> CapturePlan:
+               fov_deg: float = DEFAULT_FOV_DEG, split: str | None = None, position_scale: float = 1.0) -> CapturePlan:
     """Checks a fruit still-life folder and plans the import of the scenes `table` poses.
 
     Args:
@@ -73,6 +73,9 @@ def plan_fruit(src: str | Path, table: int = 12, framing: Framing = SEED_FRAMING
         framing: resize-then-crop of every photo (default the seed's: 96x72, box (16, 4, 80, 68)).
         fov_deg: horizontal field of view assumed for the framed image.
         split: put every scene in this split; None: k % 12 (0-9 train, 10 val, 11 test).
+        position_scale: multiplies the table's x and y: 1 keeps the seed's table units; 0.6 gives the metres of
+            the synthetic twin (`fruit_still_life.square_half_size`), so a model pretrained on the twin sees
+            cameras at the same distances.
 
     Raises:
         CaptureError: a Scene folder with a photo missing or extra, an unreadable photo header, no scene of
@@ -80,6 +83,9 @@ def plan_fruit(src: str | Path, table: int = 12, framing: Framing = SEED_FRAMING
     """
     src = Path(src)
     xyzyp = table_xyzyp(table)
+    if not position_scale > 0:
+        raise CaptureError(f"position scale {position_scale} must be positive")
+    xyzyp[:, :2] *= position_scale
     if not src.is_dir():
         raise CaptureError(f"{src}: no such folder; give the folder holding Scene1/ ... Scene235/")
     if split is not None and split not in SPLITS:
@@ -115,6 +121,8 @@ def plan_fruit(src: str | Path, table: int = 12, framing: Framing = SEED_FRAMING
                               "source": str(src.resolve()), "fruit_table": table, "K_assumed": True,
                               "K_source": f"assumed: horizontal field of view {fov_deg} degrees of the framed image "
                                           "(the photos carry no intrinsics)",
-                              "framing": framing.describe(), "position_units": "fruit table units (not metres)"})
+                              "framing": framing.describe(),
+                              "position_units": "fruit table units (not metres)" if position_scale == 1.0 else
+                              f"fruit table units x {position_scale}"})
     check_plan(plan)
     return plan

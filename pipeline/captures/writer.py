@@ -1,8 +1,10 @@
 """The one place captures and DeepMind imports become files: `scenes_{split}.h5` of docs/formats.md §3.
 
 `SceneFiles` takes `SceneArrays` one at a time (flat memory), writes each split under its temporary name
-(`pipeline.formats.hdf5`: fixed libver, no timestamps) and publishes all three together when the `with` block
-ends cleanly; on any error every temporary file is deleted, so a failed import leaves no output. Images are
+(`pipeline.formats.hdf5`: fixed libver, no timestamps) and publishes all three when the `with` block ends
+cleanly (one rename each, back to back: each file is whole or absent, but a kill between two renames can leave
+one split new and another old); on any error every temporary file is deleted, so a failed import leaves no
+output. Images are
 gzip-filtered, one scene per chunk, as §3 says; the chunks are deflated by ISA-L (level 1) and written directly,
 which is ~6x faster than zlib's level 1 on photographs and inflates with any zlib (the same choice as the
 canonical EXR, docs/formats.md §1). `add_rows_from` copies rows of another file of this layout chunk by chunk

@@ -253,3 +253,18 @@ def test_capture_without_intrinsics_needs_a_field_of_view(tmp_path: Path, chessb
     f = 320.0 / np.tan(np.radians(30.0))
     np.testing.assert_allclose(framing.apply_K(camera.intrinsics(640, 480, 60.0), 640, 480),
                                [[f * 43 / 640, 0, 320 * 43 / 640 - 5], [0, f * 32 / 480, 16], [0, 0, 1]], rtol=1e-12)
+
+
+def test_fruit_tables_follow_the_twin(tmp_path: Path, chessboard: dict[str, dict]) -> None:
+    """Same positions and order as the synthetic twin's tables (in its metres with --position-scale 0.6); the
+    twin turns its 12-view edge cameras to the centre where the seed's labels face across the square."""
+    from render.generators.fruit import VIEWS_8, VIEWS_12
+
+    for views, twin in ((12, VIEWS_12), (8, VIEWS_8)):
+        np.testing.assert_allclose(fruit.table_xyzyp(views)[:, :2], twin)
+    src = _fruit_src(tmp_path, chessboard, 12)
+    plan = fruit.plan_fruit(src, position_scale=0.6)
+    np.testing.assert_allclose(plan.scenes[0].xyzyp[:, :2], 0.6 * np.asarray(VIEWS_12))
+    centre_yaw = np.degrees(np.arctan2(-np.asarray(VIEWS_12)[:, 1], -np.asarray(VIEWS_12)[:, 0]))
+    gap = np.abs((np.degrees(fruit.table_xyzyp(12)[:, 3]) - centre_yaw + 180) % 360 - 180)
+    assert gap[[0, 3, 6, 9]].max() < 1e-9 and abs(gap.max() - 26.565) < 1e-3
