@@ -247,3 +247,23 @@ def test_decoders_agree() -> None:
     data = cv2.imencode(".jpg", image)[1].tobytes()
     np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB),
                                   np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+
+
+def test_memory_stays_flat_over_a_long_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Peak memory of converting a file does not grow with its length: the writer holds a bounded buffer."""
+    import tracemalloc
+
+    from pipeline.captures import writer
+
+    monkeypatch.setattr(writer, "FLUSH_ROWS", 16)
+    rng = np.random.default_rng(0)
+    scene = random_scene(rng, SPEC.views, SPEC.size)
+    peaks = {}
+    for n in (50, 400):
+        write_gqn_file(tmp_path / f"src{n}" / "train" / "0001-of-2160.tfrecord", [scene] * n)
+        tracemalloc.start()
+        gqn.import_gqn(tmp_path / f"src{n}", tmp_path / f"out{n}", "rooms_ring_camera", jobs=1)
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert read_all(tmp_path / f"out{n}" / "scenes_train.h5")["images"].shape[0] == n
+    assert peaks[400] < 1.5 * peaks[50], peaks  # 8x the scenes, about the same peak

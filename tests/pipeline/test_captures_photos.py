@@ -268,3 +268,15 @@ def test_fruit_tables_follow_the_twin(tmp_path: Path, chessboard: dict[str, dict
     centre_yaw = np.degrees(np.arctan2(-np.asarray(VIEWS_12)[:, 1], -np.asarray(VIEWS_12)[:, 0]))
     gap = np.abs((np.degrees(fruit.table_xyzyp(12)[:, 3]) - centre_yaw + 180) % 360 - 180)
     assert gap[[0, 3, 6, 9]].max() < 1e-9 and abs(gap.max() - 26.565) < 1e-3
+
+
+def test_cli_import_capture(tmp_path: Path, chessboard: dict[str, dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paths, "DATA_DIR", tmp_path / "data")
+    src = layout_capture(tmp_path / "caps", chessboard, "csv")
+    assert cli.main(["import-capture", str(src), "-d", "board", "--split", "test", "--size", "32"]) == 0
+    f = read_h5(tmp_path / "data" / "board" / "scenes_test.h5")
+    assert f["images"].shape == (2, 13, 32, 32, 3)
+    assert cli.main(["import-capture", str(src), "-d", "board"]) == 1  # never overwrites without --overwrite
+    assert cli.main(["import-capture", str(src), "-d", "board", "--overwrite"]) == 0
+    report = json.loads((tmp_path / "data" / "board" / "import.json").read_text())
+    assert report["rows"] == {"train": 2, "val": 0, "test": 0}  # scenes 0 and 1 by the index % 12 rule
