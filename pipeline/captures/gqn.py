@@ -163,7 +163,7 @@ def list_sources(src: str | Path, dataset: str) -> list[SourceFile]:
 def _decode_record(raw: memoryview | bytes, spec: GqnDataset, where: str) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 (V, S, S, 3), cameras float64 (V, 5)) of one serialized record."""
     try:
-        example = example_pb2.Example.FromString(bytes(raw))
+        example = example_pb2.Example.FromString(raw)  # parses out of the reader's buffer; fields are copied
     except Exception as err:  # protobuf's DecodeError is not exported under one stable name across versions
         raise CaptureError(f"{where}: not a tf.train.Example ({err}); the file is corrupt: download it again") from None
     feature = example.features.feature

@@ -267,3 +267,12 @@ def test_memory_stays_flat_over_a_long_file(tmp_path: Path, monkeypatch: pytest.
         tracemalloc.stop()
         assert read_all(tmp_path / f"out{n}" / "scenes_train.h5")["images"].shape[0] == n
     assert peaks[400] < 1.5 * peaks[50], peaks  # 8x the scenes, about the same peak
+
+
+def test_same_bytes_whatever_the_workers(tmp_path: Path) -> None:
+    make_source(tmp_path / "src", {"train/1": [3], "train/2": [2], "train/5": [4], "test/1": [2]}, seed=8)
+    for jobs in (1, 2):
+        gqn.import_gqn(tmp_path / "src", tmp_path / f"j{jobs}" / "rooms", "rooms_ring_camera", jobs=jobs)
+    for split in ("train", "val", "test"):
+        one, two = (tmp_path / f"j{j}" / "rooms" / f"scenes_{split}.h5" for j in (1, 2))
+        assert one.read_bytes() == two.read_bytes(), split
