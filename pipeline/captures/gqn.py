@@ -20,7 +20,10 @@ How a run goes (`import_gqn`):
 
 A killed run leaves finished parts and no half-written file: the next run removes the temporary debris,
 converts only the files without a part (a finished file is never converted twice) and goes on to step 3.
-A file whose scene count does not match its part, or an output made by something else, is refused.
+Scene counts are checked per file: a part must hold its file's records 0 .. n-1 once each (as counted while
+converting), so must the rows copied from an earlier final file; a file whose count differs from the usual
+count of its split is named in a warning and in import.json (a file cut at a record boundary reads as valid).
+An output made by something else is refused.
 
 DeepMind published no intrinsics. K is recorded as assumed (`K_assumed = True`), from a horizontal field of view
 per dataset (`GqnDataset.assumed_fov_deg`: our renderer's twin of the dataset where there is one).
@@ -36,6 +39,7 @@ import os
 import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -253,8 +257,11 @@ def convert_file(task: _Task) -> tuple[str, int, float]:
     K = assumed_intrinsics(spec.size, spec.size, spec.assumed_fov_deg)
     attrs = {**file_attrs(task.dataset, spec), "source_file": source.name, "source_bytes": source.size}
     with SceneFiles(out, attrs, splits=(source.split,)) as files:
+        records = 0
         for scene in read_file(source, spec, K):
             files.add(source.split, scene)
+            records += 1
+        files.set_attr(source.split, "records", records)
     return source.name, files.rows[source.split], time.monotonic() - started
 
 
@@ -267,10 +274,34 @@ def _part_rows(path: Path, source: SourceFile) -> int | None:
             if int(f.attrs.get("source_bytes", -1)) != source.size:
                 logger.warning("%s was made from another %s (size differs); converting it again", path, source.name)
                 return None
-            return int(f["scene_index"].shape[0])
+            records = int(f.attrs.get("records", -1))
+            if not _is_whole_file(f["scene_index"][()], source.number, records):
+                logger.warning("%s does not hold records 0-%d of %s once each; converting it again", path,
+                               records - 1, source.name)
+                return None
+            return records
     except OSError as err:
         logger.warning("%s is unreadable (%s); converting %s again", path, err, source.name)
         return None
+
+
+def _is_whole_file(scene_index: np.ndarray, number: int, records: int) -> bool:
+    """Whether rows hold records 0 .. records-1 of file `number`, each once, in order: a file's scene count check."""
+    return records >= 0 and np.array_equal(scene_index, number * FILE_STRIDE + np.arange(records))
+
+
+def count_outliers(entries: list[dict[str, Any]]) -> list[str]:
+    """Files whose scene count differs from the most common count of their split (a file cut at a record
+    boundary reads as valid, only shorter: this is how it shows)."""
+    notes = []
+    for split in SOURCE_SPLITS:
+        counts = Counter(e["scenes"] for e in entries if e["split"] == split)
+        if len(counts) > 1:
+            usual = max(sorted(counts), key=lambda c: counts[c])
+            notes += [f"{split}/{e['file']} holds {e['scenes']} scenes where {counts[usual]} other {split} files "
+                      f"hold {usual}: if it was cut short, download it again" for e in entries
+                      if e["split"] == split and e["scenes"] != usual]
+    return notes
 
 
 @dataclass
@@ -437,6 +468,9 @@ def _assemble(sources: list[SourceFile], before: dict[str, dict[str, Any]], data
                         raise CaptureError(f"{path}: the part of {source.path} is missing after its conversion")
                     src = open_h5(path)
                     start, stop = 0, n
+                if not _is_whole_file(src["scene_index"][start:stop], int(name[:4]), stop - start):
+                    raise CaptureError(f"{src.filename} rows {start}-{stop} do not hold the records of {name} once "
+                                       f"each; the file is damaged: delete {dataset_dir} and import again")
                 at = files.rows_of(split)
                 files.add_rows_from(split, src, start, stop)
                 entries.append({"file": name, "split": split, "bytes": size, "scenes": stop - start,
@@ -447,7 +481,11 @@ def _assemble(sources: list[SourceFile], before: dict[str, dict[str, Any]], data
         for handle in handles.values():
             handle.close()
     rows = files.rows
+    notes = count_outliers(entries)
+    for note in notes:
+        logger.warning("%s", note)
     publish.write_json(dataset_dir / REPORT, {
+        "count_warnings": notes,
         "format_version": 1, "importer": "gqn-datasets", "gqn_dataset": dataset, "views": spec.views,
         "image_size": spec.size, "scene_index": f"file number * {FILE_STRIDE} + record", "rows": rows,
         "files": entries, "val": "DeepMind has no validation split: scenes_val.h5 holds zero scenes",

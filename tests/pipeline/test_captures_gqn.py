@@ -276,3 +276,19 @@ def test_same_bytes_whatever_the_workers(tmp_path: Path) -> None:
     for split in ("train", "val", "test"):
         one, two = (tmp_path / f"j{j}" / "rooms" / f"scenes_{split}.h5" for j in (1, 2))
         assert one.read_bytes() == two.read_bytes(), split
+
+
+def test_scene_counts_are_checked_per_file(tmp_path: Path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_source(src, {"train/1": [5], "train/2": [5], "train/3": [2]}, seed=6)
+    # a finished part that does not hold its file's records once each is converted again
+    source = gqn.list_sources(src, "rooms_ring_camera")[0]
+    gqn.convert_file(gqn._Task(source, "rooms_ring_camera", out))
+    with h5py.File(gqn.part_file(out, source), "r+") as f:
+        f.attrs["records"] = 4
+    result = gqn.import_gqn(src, out, "rooms_ring_camera", jobs=1)
+    assert result.converted == ["0001-of-2160.tfrecord", "0002-of-2160.tfrecord", "0003-of-2160.tfrecord"]
+    report = json.loads((out / "import.json").read_text())
+    assert [e["scenes"] for e in report["files"]] == [5, 5, 2]
+    assert report["count_warnings"] == ["train/0003-of-2160.tfrecord holds 2 scenes where 2 other train files hold 5: "
+                                        "if it was cut short, download it again"]
