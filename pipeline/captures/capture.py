@@ -13,7 +13,8 @@ file formats; in short, per photo either a viewpoint (`[x, y, z, yaw, pitch]` ra
 intrinsics as `K` (per photo or for the file, pixels of the photo as stored) or `fov_deg` (horizontal).
 
 `plan_capture` checks the whole layout (listings, pose files, photo headers) before anything is decoded or
-written; `read_scenes` then decodes, frames and yields one `SceneArrays` at a time.
+written; `read_scenes` then decodes, frames and yields one `SceneArrays` at a time, and `import_plan` writes
+them (the fruit layout of `pipeline.captures.fruit` plans into the same `CapturePlan`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from core import camera
+from core import camera, publish
 from core.samples import SPLITS, split_of
 from pipeline.captures.photos import Framing, list_photos, photo_size, read_framed, square_framing
 from pipeline.captures.scene import (
@@ -39,10 +41,13 @@ from pipeline.captures.scene import (
     xyzyp_from_cameras,
     xyzyp_from_viewpoints,
 )
+from pipeline.captures.writer import write_scenes
+from pipeline.formats import hdf5 as h5_out
 
 logger = logging.getLogger(__name__)
 
 POSE_FILES = ("poses.json", "poses.csv")
+REPORT = "import.json"
 _CSV_VIEWPOINTS = (("x", "y", "z", "yaw", "pitch"),
                    ("x", "y", "z", "sin_yaw", "cos_yaw", "sin_pitch", "cos_pitch"))
 _CSV_K = ("fx", "fy", "cx", "cy")
@@ -344,3 +349,28 @@ def read_scenes(plan: CapturePlan) -> Iterator[tuple[str, SceneArrays]]:
     """(split, scene) of every planned scene, one at a time, in index order."""
     for scene in plan.scenes:
         yield scene.split, read_scene(plan, scene)
+
+
+def import_plan(plan: CapturePlan, dataset_dir: Path, overwrite: bool = False) -> dict[str, int]:
+    """Writes a planned capture import into `dataset_dir` (scenes_{split}.h5 and import.json).
+
+    A folder this call creates is removed again when the import fails, so bad input leaves no output.
+
+    Raises:
+        CaptureError: the folder already holds scene files (without `overwrite`), or bad input met while decoding.
+    """
+    present = sorted(p.name for p in dataset_dir.glob("scenes_*.h5")) if dataset_dir.is_dir() else []
+    if present and not overwrite:
+        raise CaptureError(f"{dataset_dir} already holds {present}; pick another -d NAME or pass --overwrite")
+    created = not dataset_dir.exists()
+    try:
+        dataset_dir.mkdir(parents=True, exist_ok=True)
+        with h5_out.dataset_lock(dataset_dir):
+            rows = write_scenes(dataset_dir, read_scenes(plan), plan.attrs)
+            publish.write_json(dataset_dir / REPORT, {
+                "format_version": 1, **{k: v for k, v in plan.attrs.items()}, "rows": rows, **plan.report()})
+    except BaseException:
+        if created:
+            shutil.rmtree(dataset_dir, ignore_errors=True)
+        raise
+    return rows

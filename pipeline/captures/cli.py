@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import paths
-from core import publish
-from pipeline.captures.capture import CapturePlan, plan_capture, read_scenes
+from pipeline.captures.capture import import_plan, plan_capture
 from pipeline.captures.fruit import DEFAULT_FOV_DEG, plan_fruit
 from pipeline.captures.gqn import DATASETS, import_gqn
 from pipeline.captures.photos import SEED_FRAMING, Framing
 from pipeline.captures.scene import CaptureError
-from pipeline.captures.writer import write_scenes
 from pipeline.formats import hdf5 as h5_out
 
 logger = logging.getLogger(__name__)
-
-CAPTURE_REPORT = "import.json"
-
 
 def _ints(count: int) -> Any:
     def parse(value: str) -> tuple[int, ...]:
@@ -34,31 +28,6 @@ def _ints(count: int) -> Any:
             raise argparse.ArgumentTypeError(f"expected {count} comma-separated integers, got {value!r}")
         return numbers
     return parse
-
-
-def import_plan(plan: CapturePlan, dataset_dir: Path, overwrite: bool = False) -> dict[str, int]:
-    """Writes a planned capture import into `dataset_dir` (scenes_{split}.h5 and import.json).
-
-    A folder this call creates is removed again when the import fails, so bad input leaves no output.
-
-    Raises:
-        CaptureError: the folder already holds scene files (without `overwrite`), or bad input met while decoding.
-    """
-    present = sorted(p.name for p in dataset_dir.glob("scenes_*.h5")) if dataset_dir.is_dir() else []
-    if present and not overwrite:
-        raise CaptureError(f"{dataset_dir} already holds {present}; pick another -d NAME or pass --overwrite")
-    created = not dataset_dir.exists()
-    try:
-        dataset_dir.mkdir(parents=True, exist_ok=True)
-        with h5_out.dataset_lock(dataset_dir):
-            rows = write_scenes(dataset_dir, read_scenes(plan), plan.attrs)
-            publish.write_json(dataset_dir / CAPTURE_REPORT, {
-                "format_version": 1, **{k: v for k, v in plan.attrs.items()}, "rows": rows, **plan.report()})
-    except BaseException:
-        if created:
-            shutil.rmtree(dataset_dir, ignore_errors=True)
-        raise
-    return rows
 
 
 def _framing(args: argparse.Namespace, default: Framing | None) -> Framing | None:

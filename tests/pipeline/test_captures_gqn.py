@@ -175,15 +175,16 @@ def _assert_no_output(out: Path) -> None:
     assert not list(out.glob("scenes_*.h5")) and not (out / "import.json").exists()
 
 
-def test_truncated_file_fails_naming_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_truncated_file_fails_naming_it(tmp_path: Path, jobs: int) -> None:
     src, out = tmp_path / "src", tmp_path / "out"
-    make_source(src, {"train/1": [4]})
+    make_source(src, {"train/1": [4], "train/2": [3]})
     path = src / "train" / "0001-of-2160.tfrecord"
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(CaptureError, match=r"0001-of-2160\.tfrecord: truncated .*download it again"):
-        gqn.import_gqn(src, out, "rooms_ring_camera", jobs=1)
+        gqn.import_gqn(src, out, "rooms_ring_camera", jobs=jobs)
     _assert_no_output(out)
-    assert not list((out / gqn.PARTS).rglob("*.h5"))
+    assert not list((out / gqn.PARTS).rglob("0001-of-2160/*"))  # no part, not even a temporary one
 
 
 def test_record_of_another_dataset_fails_before_anything_is_written(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from PIL import Image
 import paths
 from core import camera
 from pipeline.captures import cli, fruit
-from pipeline.captures.capture import plan_capture
+from pipeline.captures.capture import import_plan, plan_capture
 from pipeline.captures.photos import SEED_FRAMING, square_framing
 from pipeline.captures.scene import CaptureError, xyzyp_from_cameras
 from tests.pipeline.captures_helpers import (
@@ -105,7 +105,7 @@ def read_h5(path: Path) -> dict:
 def test_capture_folder_of_chessboard_photos(tmp_path: Path, chessboard: dict[str, dict], form: str) -> None:
     src = layout_capture(tmp_path / "caps", chessboard, form)
     out = tmp_path / "data" / "board"
-    rows = cli.import_plan(plan_capture(src, size=64, split="train"), out)
+    rows = import_plan(plan_capture(src, size=64, split="train"), out)
     assert rows == {"train": 2, "val": 0, "test": 0}
     f = read_h5(out / "scenes_train.h5")
     assert f["images"].shape == (2, 13, 64, 64, 3)
@@ -157,7 +157,7 @@ def test_fruit_layout_of_chessboard_photos(tmp_path: Path, chessboard: dict[str,
             shutil.copy(chessboard[name]["path"], src / folder / f"IMG_{i:04d}.jpg")
     (src / "README.txt").write_text("not a scene")
     out = tmp_path / "data" / "fruit12"
-    rows = cli.import_plan(fruit.plan_fruit(src, table=12), out)
+    rows = import_plan(fruit.plan_fruit(src, table=12), out)
     assert rows == {"train": 2, "val": 0, "test": 0}  # scenes 1 and 14: 1 % 12 and 14 % 12 are train buckets
     f = read_h5(out / "scenes_train.h5")
     assert f["scene_index"].tolist() == [1, 14]
@@ -172,7 +172,7 @@ def test_fruit_layout_of_chessboard_photos(tmp_path: Path, chessboard: dict[str,
     np.testing.assert_allclose(f["viewpoints"][0, [0, 1, 3, 6]], seed_first, atol=1e-3)
     np.testing.assert_allclose(f["K"][0, 0], camera.intrinsics(64, 64, 46.0), rtol=1e-6)
     assert bool(f["attrs"]["K_assumed"]) and "46.0 degrees" in f["attrs"]["K_source"]
-    rows8 = cli.import_plan(fruit.plan_fruit(src, table=8), tmp_path / "data" / "fruit8")
+    rows8 = import_plan(fruit.plan_fruit(src, table=8), tmp_path / "data" / "fruit8")
     assert rows8 == {"train": 0, "val": 1, "test": 0}  # scene 130: 130 % 12 = 10, the val bucket
     f8 = read_h5(tmp_path / "data" / "fruit8" / "scenes_val.h5")
     assert f8["images"].shape == (1, 8, 64, 64, 3) and f8["scene_index"].tolist() == [130]
@@ -213,7 +213,7 @@ def test_unreadable_and_truncated_photos_leave_no_output(tmp_path: Path, chessbo
     bad.write_bytes(chessboard[sorted(chessboard)[5]]["path"].read_bytes()[:3000])
     plan = fruit.plan_fruit(src)
     with pytest.raises(CaptureError, match=r"05\.jpg: cannot read it as an image"):
-        cli.import_plan(plan, tmp_path / "data" / "f")
+        import_plan(plan, tmp_path / "data" / "f")
     assert not (tmp_path / "data" / "f").exists()
 
 
