@@ -368,7 +368,7 @@ def import_plan(plan: CapturePlan, dataset_dir: Path, overwrite: bool = False) -
         with h5_out.dataset_lock(dataset_dir):
             rows = write_scenes(dataset_dir, read_scenes(plan), plan.attrs)
             publish.write_json(dataset_dir / REPORT, {
-                "format_version": 1, **{k: v for k, v in plan.attrs.items()}, "rows": rows, **plan.report()})
+                "format_version": 1, **plan.attrs, "rows": rows, **plan.report()})
     except BaseException:
         if created:
             shutil.rmtree(dataset_dir, ignore_errors=True)

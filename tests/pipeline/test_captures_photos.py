@@ -280,3 +280,12 @@ def test_cli_import_capture(tmp_path: Path, chessboard: dict[str, dict], monkeyp
     assert cli.main(["import-capture", str(src), "-d", "board", "--overwrite"]) == 0
     report = json.loads((tmp_path / "data" / "board" / "import.json").read_text())
     assert report["rows"] == {"train": 2, "val": 0, "test": 0}  # scenes 0 and 1 by the index % 12 rule
+
+
+def test_fruit_table_that_does_not_match_the_folders(tmp_path: Path, chessboard: dict[str, dict]) -> None:
+    src = _fruit_src(tmp_path, chessboard, 12)  # Scene3: a 12-view scene
+    with pytest.raises(CaptureError, match=r"no Scene\{k\} folder with k in 130-235 .*pass --table 12"):
+        fruit.plan_fruit(src, table=8)
+    (src / "Scene300").mkdir()
+    with pytest.raises(CaptureError, match=r"Scene300: the fruit captures number their scenes 1-235; rename"):
+        fruit.plan_fruit(src)
