@@ -10,16 +10,19 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import paths
-from pipeline.distribution.driver import render_dataset
+from core.layout import LayoutError
+from core.lock import DatasetLockedError, check_unlocked
+from core.samples import dataset_dir
+from pipeline.distribution.driver import is_nonempty_dir, render_dataset
 from pipeline.distribution.faults import FAULT_ENV, parse_faults
 from pipeline.distribution.job import DatasetExistsError, FatalRenderError, RenderJob, RunOptions
 from pipeline.distribution.manifest import ManifestError
 from pipeline.distribution.progress import Throughput
+from pipeline.distribution.ray_session import ray_session
 
 logger = logging.getLogger("distributed_render")
 
@@ -123,34 +126,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
-    """Connects to the cluster at `address`, or starts an embedded Ray on every core; shuts down what it started."""
-    import ray
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuses bad numbers before Ray or Blender start.
 
-    if ray.is_initialized():
-        yield
-        return
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
+    Raises:
+        ValueError: naming the option, the value given and what it must be.
+    """
+    for option, value, least in (("-n/--num_samples", args.num_samples, 1), ("-b/--batch_size", args.batch_size, 1),
+                                 ("--threads", args.threads, 1), ("--retries", args.retries, 0),
+                                 ("--workers", args.workers, 1), ("--recycle_after", args.recycle_after, 1)):
+        if value is not None and value < least:
+            raise ValueError(f"{option} must be >= {least}, got {value}")
+    if args.max_rss_mb <= 0:
+        raise ValueError(f"--max_rss_mb must be > 0, got {args.max_rss_mb}")
 
 
-def validate_gin(plan: DatasetPlan) -> tuple[str, ...]:
-    """Parses the dataset's gin in the driver (no Blender needed); returns the gin files as absolute paths.
+def validate_gin(plan: DatasetPlan) -> tuple[tuple[str, ...], dict]:
+    """Parses the dataset's gin in the driver (no Blender needed); returns the gin files as absolute paths and
+    the identity every shard of the dataset must carry (generator, seed, config hash).
 
     Raises:
         render.gin_setup.ConfigError: unknown file or binding.
     """
+    import gin
+
     from render import generators  # noqa: F401  (registers the generators with gin)
     from render.gin_setup import parse_gin
+    from render.identity import config_hash
+    from render.settings import DatasetSettings
 
-    return tuple(str(p) for p in parse_gin(list(plan.gin_files), list(plan.bindings), paths.CONFIG_DIR))
+    files = tuple(str(p) for p in parse_gin(list(plan.gin_files), list(plan.bindings), paths.CONFIG_DIR))
+    settings = DatasetSettings()
+    return files, {"generator": settings.name, "seed": settings.seed, "config_hash": config_hash(gin.config_str())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     from render.gin_setup import ConfigError
 
     try:
-        if args.threads < 1 or args.retries < 0 or (args.workers is not None and args.workers < 1):
-            raise ValueError(f"--threads ({args.threads}) and --workers ({args.workers}) must be >= 1, "
-                             f"--retries ({args.retries}) >= 0")
+        check_arguments(args)
         fault = os.environ.get(FAULT_ENV) or None
         parse_faults(fault)
         plans = plan_datasets(args)
@@ -172,15 +177,20 @@ def main(argv: list[str] | None = None) -> int:
             # -t sizes Blender's task scheduler like render.blender_threads does for the bpy module
             launcher = (str(args.blender.resolve()), "-t", str(args.threads), "--background", "--factory-startup",
                         "--python")
-        jobs = [RenderJob(dataset_dir=(args.data_dir or paths.DATA_DIR).resolve() / plan.name,
-                          gin_files=validate_gin(plan), bindings=plan.bindings, config_dir=paths.CONFIG_DIR,
-                          threads=args.threads, launcher=launcher, fault=fault) for plan in plans]
+        jobs = []
+        for plan in plans:
+            gin_files, identity = validate_gin(plan)
+            jobs.append(RenderJob(dataset_dir=dataset_dir((args.data_dir or paths.DATA_DIR).resolve(), plan.name),
+                                  gin_files=gin_files, bindings=plan.bindings, config_dir=paths.CONFIG_DIR,
+                                  threads=args.threads, launcher=launcher, fault=fault, identity=identity))
+        for job in jobs:  # a dataset another writer holds is refused naming it, whatever else is wrong
+            check_unlocked(job.dataset_dir, "distributed_render.py")
         if not args.resume:
-            taken = [str(job.dataset_dir) for job in jobs if job.dataset_dir.is_dir() and any(job.dataset_dir.iterdir())]
+            taken = [str(job.dataset_dir) for job in jobs if is_nonempty_dir(job.dataset_dir)]
             if taken:
                 raise DatasetExistsError(f"{', '.join(taken)} already hold files; pass -c to continue, or pick "
                                          "another -d NAME (or delete the folders)")
-    except (ConfigError, ValueError, DatasetExistsError) as err:
+    except (ConfigError, ValueError, DatasetExistsError, DatasetLockedError) as err:
         print(f"distributed_render.py: error: {err}", file=sys.stderr)
         return 2
     options = RunOptions(workers=args.workers, retries=args.retries, local=args.local, resume=args.resume,
@@ -197,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 stats = render_dataset(job, args.num_samples, args.batch_size, options)
                 print(stats.line(), flush=True)
                 results.append(stats)
-    except (FatalRenderError, ManifestError, DatasetExistsError) as err:
+    except (FatalRenderError, ManifestError, DatasetExistsError, DatasetLockedError, LayoutError) as err:
         print(f"distributed_render.py: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

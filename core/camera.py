@@ -14,19 +14,31 @@ BLENDER_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 VIEWPOINT_ORDER = "[x, y, z, sin(yaw), cos(yaw), sin(pitch), cos(pitch)]"
 
 
+def direction(azimuth: float, elevation: float) -> np.ndarray:
+    """Unit vector at (azimuth, elevation): `(cos el cos az, cos el sin az, sin el)` (radians; world z up).
+
+    Azimuth is measured in the xy plane from +x towards +y, elevation up from that plane. Read as a viewing
+    direction, azimuth is its yaw and elevation its pitch: `yaw_pitch(direction(yaw, pitch)) == (yaw, pitch)`.
+    The one place this formula lives: generators, lights and cameras all call it (or `on_sphere`).
+
+    Returns:
+        (3,) float64 unit vector.
+    """
+    c = math.cos(elevation)
+    return np.array([c * math.cos(azimuth), c * math.sin(azimuth), math.sin(elevation)])
+
+
 def on_sphere(centre: np.ndarray, radius: float, azimuth: float, elevation: float) -> np.ndarray:
     """A point on the sphere of `radius` around `centre`, seen from the centre at (azimuth, elevation).
 
-    Azimuth is measured in the xy plane from +x towards +y, elevation up from that plane (radians; world z up):
-    `centre + radius * (cos el cos az, cos el sin az, sin el)`. A camera placed there and looking at `centre`
-    has yaw = azimuth + pi and pitch = -elevation. For a polar angle t from the up axis, elevation = pi/2 - t.
+    `centre + radius * direction(azimuth, elevation)` (radians; world z up; see `direction`). A camera placed there
+    and looking at `centre` has yaw = azimuth + pi and pitch = -elevation. For a polar angle t from the up axis,
+    elevation = pi/2 - t. With elevation 0 it is a point on the horizontal ring of `radius` at the centre's height.
 
     Returns:
         (3,) float64 position.
     """
-    c, s = math.cos(elevation), math.sin(elevation)
-    offset = np.array([c * math.cos(azimuth), c * math.sin(azimuth), s])
-    return np.asarray(centre, dtype=np.float64) + float(radius) * offset
+    return np.asarray(centre, dtype=np.float64) + float(radius) * direction(azimuth, elevation)
 
 
 def sphere_angles(position: np.ndarray, centre: np.ndarray) -> tuple[float, float, float]:

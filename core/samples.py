@@ -15,12 +15,26 @@ from pathlib import Path
 SAMPLES = "samples"
 SIDECAR = "sample.json"
 SAMPLE_DIR_RE = re.compile(r"^\d{6}$")
+DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 #: Default split rule: bucket = index % 12; buckets 0-9 train, 10 val, 11 test (docs/formats.md §2).
 N_BUCKETS = 12
 SPLITS = ("train", "val", "test")
 SPLIT_OF_BUCKET = {b: ("train" if b < 10 else "val" if b == 10 else "test") for b in range(N_BUCKETS)}
 SPLIT_RULE = "index % 12"
+
+
+def dataset_dir(data_dir: str | os.PathLike, name: str) -> Path:
+    """`DATA_DIR/NAME` for a dataset name, which must be a plain name inside DATA_DIR.
+
+    Raises:
+        ValueError: a name with a path separator, `..`, or another character than letters, digits, `._-`
+            (a dataset elsewhere is reached by pointing `--data_dir` or DATA_DIR there).
+    """
+    if not DATASET_NAME_RE.match(name) or ".." in name:
+        raise ValueError(f"dataset name {name!r} must be a plain name inside DATA_DIR (letters, digits, '.', '_', "
+                         "'-'; no '/' or '..'); to write elsewhere, point --data_dir (or DATA_DIR) at that folder")
+    return Path(data_dir) / name
 
 
 def sample_dir_name(index: int) -> str:

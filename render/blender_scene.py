@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 from core import camera as camera_math
+from core.off_mesh import OffFormatError, read_off
 
 from render import compat, view_output
 from render.bpy_import import bmesh, bpy, mathutils
 from render.settings import RenderingSettings
-from render.spec import LightSpec, MaterialSpec, MeshSpec, ObjectSpec, SceneSpec, ViewSpec
+from render.spec import LightSpec, MaterialSpec, MeshSpec, ObjectSpec, SceneSpec, ViewSpec, records_json
 
 logger = logging.getLogger(__name__)
 
@@ -148,33 +149,15 @@ def _primitive_mesh(name: str) -> "bpy.types.Mesh":
     return mesh
 
 
-def _read_off(path: Path) -> "bpy.types.Mesh":
-    """Object File Format (OFF) reader: Blender has no importer for it."""
-    tokens = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.split("#", 1)[0].strip()
-            if line:
-                tokens.extend(line.split())
-    if not tokens or not tokens[0].endswith("OFF"):
-        raise MeshImportError(f"{path} is not an OFF file (first token {tokens[:1]})")
-    pos = 1 if tokens[0] == "OFF" else 0
-    if tokens[0] != "OFF":
-        tokens[0] = tokens[0][:-3]
+def _off_mesh(path: Path) -> "bpy.types.Mesh":
+    """A mesh data block from an ASCII OFF file (OFF, COFF, NOFF, STOFF...: `core.off_mesh`); Blender has no
+    OFF importer. Per-vertex colours, normals and texture coordinates are dropped (materials come from the spec)."""
     try:
-        n_verts, n_faces = int(tokens[pos]), int(tokens[pos + 1])
-        pos += 3
-        verts = np.array(tokens[pos:pos + 3 * n_verts], dtype=np.float64).reshape(n_verts, 3)
-        pos += 3 * n_verts
-        faces = []
-        for _ in range(n_faces):
-            k = int(tokens[pos])
-            faces.append([int(t) for t in tokens[pos + 1:pos + 1 + k]])
-            pos += 1 + k
-    except (ValueError, IndexError) as err:
-        raise MeshImportError(f"{path}: truncated or malformed OFF data ({err})") from err
+        off = read_off(path)
+    except (OffFormatError, OSError) as err:
+        raise MeshImportError(f"could not import mesh {path}: {err}") from err
     mesh = bpy.data.meshes.new(path.stem)
-    mesh.from_pydata(verts.tolist(), [], faces)
+    mesh.from_pydata(off.vertices.tolist(), [], [face.tolist() for face in off.faces])
     mesh.validate()
     return mesh
 
@@ -202,6 +185,7 @@ class BlenderScene:
         self._images: dict[str, bpy.types.Image] = {}
         self._sample_objects: list[bpy.types.Object] = []
         self._sample_data: list = []
+        self._sample_lights: list[bpy.types.Object] = []
         self.timings: dict[str, float] = {"build": 0.0, "render_call": 0.0, "write": 0.0, "clear": 0.0}
         self._setup()
 
@@ -295,7 +279,7 @@ class BlenderScene:
             raise MeshImportError(f"mesh file {path} does not exist; re-run `python -m pipeline.assets fetch` "
                                   "or fix the path in the asset index")
         if path.suffix.lower() == ".off":
-            return [_read_off(path)]
+            return [_off_mesh(path)]
         try:
             with redirect_stdout_fd(self.log_path):
                 objects = compat.import_mesh_file(path)
@@ -422,20 +406,56 @@ class BlenderScene:
             "centroid": centre.tolist(),
         }
 
-    def _add_light(self, spec: LightSpec, index: int) -> dict:
-        data = bpy.data.lights.new(f"light_{index:02d}", spec.kind)
+    def _new_light(self, spec: LightSpec, name: str) -> "bpy.types.Object":
+        """A light object linked into the scene (the caller owns it and its data)."""
+        data = bpy.data.lights.new(name, spec.kind)
         data.energy = spec.energy
         data.color = spec.color
         if spec.kind == "SUN":
             data.angle = math.radians(3.0)
         elif hasattr(data, "shadow_soft_size"):
             data.shadow_soft_size = spec.size
-        obj = bpy.data.objects.new(f"light_{index:02d}", data)
+        obj = bpy.data.objects.new(name, data)
         obj.matrix_world = mathutils.Matrix(camera_math.look_at(np.asarray(spec.location), np.zeros(3)).tolist())
         self.scene.collection.objects.link(obj)
-        self._sample_objects.append(obj)
-        self._sample_data.append(data)
+        return obj
+
+    @staticmethod
+    def _light_record(spec: LightSpec) -> dict:
         return {"type": spec.kind, "location": list(spec.location), "energy": spec.energy, "color": list(spec.color)}
+
+    def _add_light(self, spec: LightSpec, index: int) -> dict:
+        obj = self._new_light(spec, f"light_{index:02d}")
+        self._sample_objects.append(obj)
+        self._sample_data.append(obj.data)
+        self._sample_lights.append(obj)
+        return self._light_record(spec)
+
+    @contextlib.contextmanager
+    def _view_light(self, spec: LightSpec | None) -> Iterator[None]:
+        """With `spec`, lights the scene by that light alone (the sample's lights hidden) for the duration.
+
+        Cycles' session is dropped on the way in and on the way out, so the view renders from a fresh session of
+        its own light set and the next view from a fresh one of the sample's lights. Within one sample a fresh
+        session gives the same bytes as a carried one (measured on a rooms sample), so the sample's other views
+        are the bytes they would be without this view's light.
+        """
+        if spec is None:
+            yield
+            return
+        self.drop_cycles_session()
+        for obj in self._sample_lights:
+            obj.hide_render = True
+        light = self._new_light(spec, "view_light")
+        try:
+            yield
+        finally:
+            data = light.data
+            bpy.data.objects.remove(light, do_unlink=True)
+            bpy.data.lights.remove(data)
+            for obj in self._sample_lights:
+                obj.hide_render = False
+            self.drop_cycles_session()
 
     def _set_world(self, spec: SceneSpec) -> None:
         world = spec.world
@@ -471,7 +491,8 @@ class BlenderScene:
         self.scene.render.use_persistent_data = True
 
     def render_view(self, view: ViewSpec, seed: int, out_path: Path) -> dict:
-        """Renders one view into `out_path` (canonical EXR, or PNG) and returns its camera record."""
+        """Renders one view into `out_path` (canonical EXR, or PNG) and returns its sidecar record: camera, the
+        view's records, and its own light when it has one (it then renders under that light alone)."""
         start = time.perf_counter()
         r = self.rendering
         pose = camera_math.look_at(np.asarray(view.location), np.asarray(view.look_at))
@@ -482,7 +503,7 @@ class BlenderScene:
         blender_out = self.work_dir / f"blender_view{suffix}"
         self.scene.render.filepath = str(blender_out)
         build_done = time.perf_counter()
-        with redirect_stdout_fd(self.log_path):
+        with redirect_stdout_fd(self.log_path), self._view_light(view.light):
             bpy.ops.render.render(write_still=True)
         rendered = time.perf_counter()
         if r.render_exr:
@@ -497,7 +518,7 @@ class BlenderScene:
         self.timings["render_call"] += rendered - build_done
         self.timings["write"] += done - rendered
         K = camera_math.intrinsics(r.resolution, r.resolution, view.fov_deg)
-        return {
+        record = {
             "file": out_path.name,
             "K": K.tolist(),
             "cam_to_world_blender": pose.tolist(),
@@ -506,7 +527,11 @@ class BlenderScene:
             "fov_deg": view.fov_deg,
             "viewpoint_gqn": camera_math.gqn_viewpoint(np.asarray(view.location), np.asarray(view.look_at)),
             "viewpoint_xyzyp": camera_math.xyzyp_viewpoint(np.asarray(view.location), np.asarray(view.look_at)),
+            "records": records_json(view.records),
         }
+        if view.light is not None:
+            record["light"] = self._light_record(view.light)
+        return record
 
     def clear(self) -> None:
         """Removes everything the last sample added, then purges orphan data blocks."""
@@ -524,5 +549,6 @@ class BlenderScene:
                     bpy.data.lights.remove(block)
         self._sample_objects.clear()
         self._sample_data.clear()
+        self._sample_lights.clear()
         bpy.data.orphans_purge(do_local_ids=True, do_linked_ids=True, do_recursive=True)
         self.timings["clear"] += time.perf_counter() - start

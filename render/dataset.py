@@ -1,66 +1,41 @@
 """Renders samples of a dataset into `DATA_DIR/NAME/samples/`, each published atomically.
 
-A sample is rendered into `samples/.tmp-<index>-<host>-<pid>/` and renamed to `samples/<index>/` once its
-views and sidecar are written, so a sample folder is either complete or absent, whatever kills the process.
-Rendering a sample that is already complete is a no-op; two processes rendering the same sample publish it
-once (the second rename fails and its copy is dropped), so re-runs and retries never duplicate anything.
+A sample is rendered into a folder staged by `core.publish.Staged` (`samples/.tmp-<pid>-<host>~NNNNNN/`) and
+renamed to `samples/NNNNNN/` once its views and sidecar are written, so a sample folder is either complete or
+absent, whatever kills the process (`core.samples.is_complete`). Rendering a sample that is already complete is a
+no-op; two processes rendering the same sample publish it once (the second rename fails and its copy is dropped),
+so re-runs and retries never duplicate anything. Debris of killed renderers on this machine is removed by
+`core.publish.remove_dead_debris` when a renderer starts.
 """
 
-import hashlib
 import json
 import logging
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
 import gin
+from core import publish
+from core import samples as sample_rules
+from core.layout import DATASET_JSON, Layout, LayoutError, read_dataset_json
+from core.process import pid_alive
 
-from render import compat, seeding
-from render.blender_scene import BlenderScene
+from render import compat, declared_layout, identity, seeding
+from render.blender_scene import BlenderScene, MeshImportError
 from render.settings import BatchSettings, DatasetSettings, RenderingSettings
+from render.spec import SceneSpec, records_json
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+#: dataset.json: 2 declares the layout (core.layout); 1 (no layout) is still resumed, never rewritten.
+DATASET_FORMAT_VERSION = 2
+#: sample.json: records, a view's own light and the split were added without breaking a reader of 1.
+SIDECAR_FORMAT_VERSION = 1
 
 
 class DatasetMismatchError(RuntimeError):
     """The output folder holds a dataset made with another configuration."""
-
-
-def sample_dir_name(index: int) -> str:
-    return f"{index:06d}"
-
-
-def config_hash(config_str: str) -> str:
-    """Hash of the gin bindings that decide what the samples look like (the `batch.*` range bindings excluded)."""
-    lines = [line for line in config_str.splitlines() if line.strip() and not line.startswith("batch.")]
-    return hashlib.sha256("\n".join(sorted(lines)).encode("utf-8")).hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def rss_mb() -> float:
-    """Resident memory of this process in MiB (Linux)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 _SCRATCH_PREFIX = "nsd-render-"
@@ -70,7 +45,7 @@ def _sweep_dead_scratch(root: Path) -> None:
     """Removes scratch folders of renderers on this machine that died without cleaning up (e.g. SIGKILL)."""
     for folder in sorted(root.glob(f"{_SCRATCH_PREFIX}*")):
         pid = folder.name[len(_SCRATCH_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -85,102 +60,198 @@ class DatasetRenderer:
 
     def __init__(self, dataset_dir: Path, threads: int = 1, log_path: Path | None = None) -> None:
         self.dataset_dir = Path(dataset_dir)
-        self.samples_dir = self.dataset_dir / "samples"
+        self.samples_dir = sample_rules.samples_dir(self.dataset_dir)
         self.threads = threads
         self.settings = DatasetSettings()
         if self.settings.generator is None:
             raise ValueError("dataset.generator is not bound; a dataset gin file must set it, "
                              "e.g. `dataset.generator = @selfstudy_scene` (see config/render_single.gin)")
         self.rendering = RenderingSettings()
-        batch = BatchSettings()
-        self.config_hash = config_hash(gin.config_str())
-        self._tag = f"{socket.gethostname()}-{os.getpid()}"
+        self.batch = batch = BatchSettings()
+        self.config_hash = identity.config_hash(gin.config_str())
+        self.identity: dict = {}
         scratch_root = Path("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
         _sweep_dead_scratch(scratch_root)
         self._work = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-", dir=scratch_root))
         self.scene = BlenderScene(self.rendering, threads, self._work, cache_meshes=batch.cache_obj_frames,
                                   log_path=log_path)
         self.rendered = 0
+        #: the declared layout every sample is checked against (None for a legacy dataset.json of format 1)
+        self.layout: Layout | None = None
 
     def close(self) -> None:
         shutil.rmtree(self._work, ignore_errors=True)
 
-    def prepare(self) -> None:
-        """Creates the folder, checks or writes dataset.json, and removes debris of dead processes on this host."""
-        self.samples_dir.mkdir(parents=True, exist_ok=True)
-        info = {
-            "format_version": FORMAT_VERSION,
-            "generator": self.settings.name,
-            "seed": self.settings.seed,
-            "config_hash": self.config_hash,
-            "blender_version": compat.VERSION_STRING,
-            "threads": self.threads,
-        }
-        path = self.dataset_dir / "dataset.json"
-        if path.exists():
-            existing = json.loads(path.read_text())
-            if existing.get("config_hash") != self.config_hash:
+    def _draw(self, index: int) -> SceneSpec:
+        """Sample `index`'s spec: plain data, cheap to draw again."""
+        return self.settings.generator(seeding.sample_rng(self.settings.seed, index), index)
+
+    def declared_layout(self, first: SceneSpec | None = None) -> Layout:
+        """The layout this configuration declares: derived from sample 0's spec, whichever samples this process
+        renders, so every shard of a dataset declares the same one."""
+        return declared_layout.declare(first or self._draw(0), "exr" if self.rendering.render_exr else "png",
+                                       self.settings.layout_kind, self.settings.name)
+
+    def _identity(self, first: SceneSpec) -> dict:
+        """What every sample of this dataset must share (render.identity), from the config and sample 0."""
+        return {"generator": self.settings.name, "seed": self.settings.seed, "config_hash": self.config_hash,
+                "assets_digest": identity.assets_digest(first), "blender_version": compat.VERSION_STRING,
+                "threads": self.threads}
+
+    def _check_samples_on_disk(self) -> None:
+        """Without dataset.json, the samples already in the folder must have been made by this very config."""
+        for folder in sorted(p for p in self.samples_dir.iterdir() if sample_rules.SAMPLE_DIR_RE.match(p.name)):
+            sidecar_path = folder / sample_rules.SIDECAR
+            try:
+                sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise DatasetMismatchError(f"{sidecar_path} is corrupt ({err}); delete that sample folder and "
+                                           "continue") from None
+            found = {**sidecar, "seed": sidecar.get("dataset_seed")}
+            if "config_hash" in sidecar:  # written with its identity: no assets_digest means primitives only
+                found.setdefault("assets_digest", None)
+            differ = identity.mismatches(self.identity, found)
+            if differ:
                 raise DatasetMismatchError(
-                    f"{self.dataset_dir} holds a dataset made with another configuration "
-                    f"(config hash {existing.get('config_hash', '?')[:12]} != {self.config_hash[:12]}); "
-                    "render into another -d NAME or delete that folder"
+                    f"{self.dataset_dir} has no dataset.json and its sample {folder.name} was made differently "
+                    f"({'; '.join(differ)}); render into another -d NAME, or delete the folder")
+
+    def prepare(self) -> None:
+        """Creates the folder, checks or writes dataset.json (with the layout declared from sample 0, before
+        anything renders), and removes debris of dead processes on this host.
+
+        Raises:
+            DatasetMismatchError: the folder holds a dataset of another configuration or another layout.
+            LayoutError: the generator's first sample cannot be declared (e.g. its views disagree), or
+                dataset.json is corrupt.
+        """
+        first = self._draw(0)  # first: a generator that cannot draw sample 0 leaves no folder behind
+        layout = self.declared_layout(first)
+        self.identity = self._identity(first)
+        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        path = self.dataset_dir / DATASET_JSON
+        if path.exists():
+            try:
+                existing = read_dataset_json(self.dataset_dir)
+            except LayoutError as err:
+                raise DatasetMismatchError(str(err)) from None
+            differ = identity.mismatches(self.identity, existing)
+            if differ:
+                raise DatasetMismatchError(
+                    f"{self.dataset_dir} holds a dataset made differently ({'; '.join(differ)}); render into "
+                    "another -d NAME or delete that folder (a changed assets_digest means the asset index was "
+                    "re-indexed since the dataset was started)"
                 )
+            if "layout" in existing:
+                self.layout = self._check_existing_layout(existing["layout"], layout, path)
+            else:  # format 1: rendered before layouts were declared; consolidation infers its layout
+                logger.info("%s has no layout declaration (format %s); resuming without one",
+                            path, existing.get("format_version"))
         else:
-            atomic_write_text(path, json.dumps(info, indent=1, sort_keys=True) + "\n")
-        host = socket.gethostname()
-        for debris in sorted(self.samples_dir.glob(".tmp-*")):
-            parts = debris.name.split("-")
-            if len(parts) >= 4 and "-".join(parts[2:-1]) == host and parts[-1].isdigit() and not _pid_alive(int(parts[-1])):
-                shutil.rmtree(debris, ignore_errors=True)
+            self._check_samples_on_disk()
+            info = {"format_version": DATASET_FORMAT_VERSION, **self.identity, "layout": layout.to_json()}
+            if info["assets_digest"] is None:  # scenes of primitives: no catalogue to pin
+                del info["assets_digest"]
+            publish.write_text(path, json.dumps(info, indent=1, sort_keys=True) + "\n")
+            self.layout = layout
+        publish.remove_dead_debris(self.samples_dir)
+
+    def _check_existing_layout(self, data: object, layout: Layout, path: Path) -> Layout:
+        try:
+            existing = Layout.from_json(data, where=str(path))
+        except LayoutError as err:
+            raise DatasetMismatchError(f"{err}; render into another -d NAME or delete that folder") from None
+        if existing != layout:
+            fields = [k for k, v in layout.to_json().items() if existing.to_json()[k] != v]
+            raise DatasetMismatchError(
+                f"{path} declares another layout than this configuration's sample 0 gives (fields {fields}: "
+                f"{[existing.to_json()[k] for k in fields]} != {[layout.to_json()[k] for k in fields]}); the "
+                "generator's code changed since the dataset was started: render into another -d NAME")
+        return existing
 
     def is_complete(self, index: int) -> bool:
-        return (self.samples_dir / sample_dir_name(index) / "sample.json").is_file()
+        """Whether sample `index` is published (`core.samples.is_complete`)."""
+        return sample_rules.is_complete(self.dataset_dir, index)
 
     def render_sample(self, index: int) -> bool:
-        """Renders and publishes sample `index`; returns False when it was already complete."""
+        """Renders and publishes sample `index`; returns False when it was already complete.
+
+        A mesh that fails to import publishes the sample as skipped (`batch.bad_mesh = 'skip'`, the default) or
+        raises (`'fail'`).
+        """
         if self.is_complete(index):
             return False
         seed = seeding.sample_seed(self.settings.seed, index)
-        spec = self.settings.generator(seeding.sample_rng(self.settings.seed, index), index)
-        tmp = self.samples_dir / f".tmp-{index:06d}-{self._tag}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        spec = self._draw(index)
+        if self.layout is not None:
+            declared_layout.check(spec, self.layout, self.settings.name, index)
         try:
-            scene_info = self.scene.build(spec)
-            suffix = ".exr" if self.rendering.render_exr else ".png"
-            views = [
-                self.scene.render_view(view, (seed + v) & 0x7FFFFFFF, tmp / f"view_{v:02d}{suffix}")
-                for v, view in enumerate(spec.views)
-            ]
-            sidecar = {
-                "format_version": FORMAT_VERSION,
-                "dataset": self.dataset_dir.name,
-                "index": index,
-                "dataset_seed": self.settings.seed,
-                "seed": seed,
-                "generator": self.settings.name,
-                "blender_version": compat.VERSION_STRING,
-                "threads": self.threads,
-                "engine": "CYCLES",
-                "render_samples": self.rendering.render_samples,
-                "resolution": [self.rendering.resolution, self.rendering.resolution],
-                "classes": list(spec.classes),
-                **scene_info,
-                "views": views,
-            }
-            (tmp / "sample.json").write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
-            try:
-                os.rename(tmp, self.samples_dir / sample_dir_name(index))
-            except OSError:  # published meanwhile by another process: keep theirs (same bytes)
-                shutil.rmtree(tmp, ignore_errors=True)
-                return False
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        finally:
-            self.scene.clear()
+            staged = self._render_into_folder(index, seed, spec)
+        except MeshImportError as err:
+            if self.batch.bad_mesh == "fail":
+                raise
+            logger.error("sample %d skipped: %s", index, err)
+            staged = self._publish_skipped(index, seed, spec, err)
+        if not staged.published:  # published meanwhile by another process: theirs is kept (same bytes)
+            return False
         self.rendered += 1
         operative = self.dataset_dir / "operative_config.gin"
         if not operative.exists():
-            atomic_write_text(operative, gin.operative_config_str())
+            publish.write_text(operative, gin.operative_config_str())
         return True
+
+    def _sidecar_head(self, index: int, seed: int, spec: SceneSpec) -> dict:
+        """The sidecar fields every sample carries, rendered or skipped: where it belongs and its identity."""
+        head = {
+            "format_version": SIDECAR_FORMAT_VERSION,
+            "dataset": self.dataset_dir.name,
+            "index": index,
+            "dataset_seed": self.settings.seed,
+            "seed": seed,
+            "generator": self.settings.name,
+            "blender_version": compat.VERSION_STRING,
+            "threads": self.threads,
+            "config_hash": self.config_hash,
+            "classes": list(spec.classes),
+        }
+        if self.identity.get("assets_digest"):
+            head["assets_digest"] = self.identity["assets_digest"]
+        if spec.split is not None:
+            head["split"] = spec.split
+        return head
+
+    def _write_sidecar(self, folder: Path, sidecar: dict) -> None:
+        # written last: a folder holding its sidecar is complete (core.samples)
+        (folder / sample_rules.SIDECAR).write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
+
+    def _render_into_folder(self, index: int, seed: int, spec: SceneSpec) -> publish.Staged:
+        """Renders sample `index` into its staged folder and publishes it (`staged.published` says whether)."""
+        try:
+            with publish.Staged(sample_rules.sample_dir(self.dataset_dir, index), folder=True) as staged:
+                scene_info = self.scene.build(spec)
+                suffix = ".exr" if self.rendering.render_exr else ".png"
+                views = [
+                    self.scene.render_view(view, (seed + v) & 0x7FFFFFFF, staged.path / f"view_{v:02d}{suffix}")
+                    for v, view in enumerate(spec.views)
+                ]
+                self._write_sidecar(staged.path, {
+                    **self._sidecar_head(index, seed, spec),
+                    "engine": "CYCLES",
+                    "render_samples": self.rendering.render_samples,
+                    "resolution": [self.rendering.resolution, self.rendering.resolution],
+                    **scene_info,
+                    "records": records_json(spec.records),
+                    "views": views,
+                })
+        finally:
+            self.scene.clear()
+        return staged
+
+    def _publish_skipped(self, index: int, seed: int, spec: SceneSpec, err: Exception) -> publish.Staged:
+        """Publishes sample `index` as skipped: a sidecar naming the error and no views (docs/formats.md §1)."""
+        with publish.Staged(sample_rules.sample_dir(self.dataset_dir, index), folder=True) as staged:
+            self._write_sidecar(staged.path, {**self._sidecar_head(index, seed, spec), "views": [],
+                                              "skipped": {"reason": str(err)}})
+        return staged

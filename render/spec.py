@@ -4,12 +4,63 @@ Generators return a `SceneSpec`; `render.blender_scene` turns it into Blender ob
 Blender-free lets generators be tested (and reasoned about) without Blender.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from core.samples import SPLITS
 
 #: Built-in meshes that need no assets; `MeshSpec.source` is "primitive:<name>".
 PRIMITIVES = ("cube", "sphere", "cylinder", "cone", "torus", "monkey")
+
+#: A record's value: a number, or a (nested) tuple of numbers of a fixed shape.
+RecordValue = float | tuple
+#: Records as a spec stores them: (name, value) pairs sorted by name, so specs stay hashable and compare equal
+#: whatever order a generator listed them in.
+Records = tuple[tuple[str, RecordValue], ...]
+
+
+def _record_value(name: str, value: object) -> RecordValue:
+    try:
+        raw = np.asarray(value)
+    except ValueError as err:  # ragged nesting
+        raise ValueError(f"record {name!r} must be a number or a fixed-shape tuple of numbers, got {value!r}") from err
+    # ints and floats only: a string or a bool that numpy would turn into a number is a generator's bug
+    if raw.dtype.kind not in "iuf" or raw.size == 0:
+        raise ValueError(f"record {name!r} must be a number or a fixed-shape tuple of numbers, got {value!r}")
+    array = raw.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"record {name!r} must hold finite numbers, got {value!r}")
+    return float(array) if array.ndim == 0 else _nested_tuple(array.tolist())
+
+
+def _nested_tuple(values: list) -> tuple:
+    return tuple(_nested_tuple(v) if isinstance(v, list) else float(v) for v in values)
+
+
+def make_records(values: Mapping[str, object] | Records) -> Records:
+    """Normalises records given as a mapping (or pairs) to sorted (name, float or tuple of floats) pairs.
+
+    Raises:
+        ValueError: a name that is not a non-empty string, or a value that is not finite numbers.
+    """
+    pairs = values.items() if isinstance(values, Mapping) else values
+    out = {}
+    for name, value in pairs:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"record names must be non-empty strings, got {name!r}")
+        out[name] = _record_value(name, value)
+    return tuple(sorted(out.items()))
+
+
+def record_shape(value: RecordValue) -> tuple[int, ...]:
+    """Shape of a record value: () for a number, (3,) for a 3-tuple, ..."""
+    return tuple(np.shape(value))
+
+
+def records_json(records: Records) -> dict[str, float | list]:
+    """Records as the sidecar writes them: name -> number or (nested) list."""
+    return {name: (np.asarray(value).tolist() if isinstance(value, tuple) else value) for name, value in records}
 
 
 @dataclass(frozen=True)
@@ -88,11 +139,30 @@ class LightSpec:
 
 @dataclass(frozen=True)
 class ViewSpec:
-    """One camera: where it stands, what it looks at, its horizontal field of view in degrees."""
+    """One camera: where it stands, what it looks at, its horizontal field of view in degrees.
+
+    Attributes:
+        location: (3,) camera centre, metres.
+        look_at: (3,) point on its optical axis.
+        fov_deg: horizontal field of view, degrees.
+        records: per-view numbers the generator wants in the sidecar (`views[i]["records"]`), e.g. the camera's
+            azimuth and elevation in degrees or an object offset in metres: a mapping name -> number or tuple,
+            stored as sorted pairs (`make_records`). Every view of a dataset must carry the same names and shapes
+            (the layout in dataset.json declares them).
+        light: a light used for this view *instead of* the sample's lights (the world light stays); None renders
+            the view under the sample's lights.
+    """
 
     location: tuple[float, float, float]
     look_at: tuple[float, float, float]
     fov_deg: float = 50.0
+    records: Mapping[str, object] | Records = ()
+    light: LightSpec | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "records", make_records(self.records))
+        if self.light is not None and not isinstance(self.light, LightSpec):
+            raise ValueError(f"ViewSpec.light must be a LightSpec or None, got {self.light!r}")
 
 
 @dataclass(frozen=True)
@@ -106,15 +176,28 @@ class WorldSpec:
 
 @dataclass(frozen=True)
 class SceneSpec:
-    """Everything needed to render one sample: content, cameras and the class vocabulary."""
+    """Everything needed to render one sample: content, cameras and the class vocabulary.
+
+    Attributes:
+        objects, lights, views, classes, world: the scene (semantic id of a class = its position + 1).
+        records: per-sample numbers for the sidecar's top-level "records" (as `ViewSpec.records`).
+        split: "train", "val" or "test" when the generator decides the split (by scene or object, never by
+            view); None leaves it to the default rule `index % 12` of core.samples. A dataset's generator either
+            declares a split for every sample or for none.
+    """
 
     objects: tuple[ObjectSpec, ...]
     lights: tuple[LightSpec, ...]
     views: tuple[ViewSpec, ...]
     classes: tuple[str, ...]
     world: WorldSpec = field(default_factory=WorldSpec)
+    records: Mapping[str, object] | Records = ()
+    split: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "records", make_records(self.records))
+        if self.split is not None and self.split not in SPLITS:
+            raise ValueError(f"SceneSpec.split = {self.split!r}; use one of {SPLITS} or None (the index % 12 rule)")
         names = [o.name for o in self.objects]
         if len(set(names)) != len(names):
             raise ValueError(f"object names must be unique within a scene, got {names}")

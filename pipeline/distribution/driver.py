@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.layout import DATASET_JSON, read_dataset_json
+from core.lock import LOCK_NAME, DatasetLock
 from core.samples import SAMPLES, is_complete
 from pipeline.distribution import manifest as manifest_io
 from pipeline.distribution.executors import Executor, LocalExecutor, RayExecutor
@@ -42,13 +44,14 @@ from pipeline.distribution.job import (
 )
 from pipeline.distribution.progress import SampleProgress, Throughput
 from pipeline.distribution.shards import Shard, plan_shards
+from render.identity import mismatches
 
 logger = logging.getLogger(__name__)
 
 
 def is_nonempty_dir(path: Path) -> bool:
-    """Whether `path` is a folder holding anything."""
-    return path.is_dir() and any(path.iterdir())
+    """Whether `path` is a folder holding anything besides its writer lock."""
+    return path.is_dir() and any(p.name != LOCK_NAME for p in path.iterdir())
 
 
 def cluster_worker_slots(threads: int) -> int | None:
@@ -57,6 +60,23 @@ def cluster_worker_slots(threads: int) -> int | None:
     if ray is None or not ray.is_initialized():
         return None
     return max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+
+
+def _check_dataset_json(job: RenderJob) -> None:
+    """Reads dataset.json when present, even when every shard is finished: a corrupt one, or one of another
+    config or seed, ends the run naming it (the workers check the rest of the identity when they start).
+
+    Raises:
+        LayoutError: dataset.json is not readable JSON.
+        FatalRenderError: it names another config or seed.
+    """
+    if not (job.dataset_dir / DATASET_JSON).exists():
+        return
+    differ = mismatches(job.identity, read_dataset_json(job.dataset_dir))
+    if differ:
+        raise FatalRenderError(
+            f"{job.dataset_dir / DATASET_JSON} describes another dataset ({'; '.join(differ)}); continue with the "
+            "config that started it, or render into another -d NAME")
 
 
 def _reconcile_manifest(job: RenderJob, shards: list[Shard]) -> set[int]:
@@ -74,7 +94,13 @@ def _reconcile_manifest(job: RenderJob, shards: list[Shard]) -> set[int]:
     entries = manifest_io.load(path)
     by_id = {s.shard_id: s for s in shards}
     keep, finished = [], set()
-    for entry in entries:
+    for number, entry in enumerate(entries, start=1):
+        differ = mismatches(job.identity, {"seed": entry.seed, "config_hash": entry.config_hash})
+        if differ:
+            raise manifest_io.ManifestError(
+                f"{path}: entry {number} (shard {entry.shard}) was rendered differently from this run "
+                f"({'; '.join(differ)}); continue with the config that started the dataset, or render into "
+                "another -d NAME")
         planned = by_id.get(entry.shard)
         if planned is None:
             logger.info("manifest shard %d (samples %d-%d) is beyond this run's plan; left as it is",
@@ -308,17 +334,25 @@ def render_dataset(job: RenderJob, num_samples: int, shard_size: int, options: R
         What the run did; `failures` is non-empty when shards still failed after their retries.
 
     Raises:
+        DatasetLockedError: another writer holds the dataset folder (core.lock).
         DatasetExistsError: the folder is not empty and `options.resume` is False.
         ManifestError: the manifest does not fit this plan.
         FatalRenderError: the configuration cannot render (bad gin, another dataset in the folder, assets).
     """
-    stats = Throughput(name=job.name)
     shards = plan_shards(num_samples, shard_size)
+    with DatasetLock(job.dataset_dir, "distributed_render.py"):
+        return _render_locked(job, shards, num_samples, options, executor_factory)
+
+
+def _render_locked(job: RenderJob, shards: list[Shard], num_samples: int, options: RunOptions,
+                   executor_factory: Callable[[RenderJob], Executor] | None) -> Throughput:
+    stats = Throughput(name=job.name)
     if is_nonempty_dir(job.dataset_dir) and not options.resume:
         raise DatasetExistsError(
             f"{job.dataset_dir} already holds files; pass -c to continue that dataset, or pick another -d NAME "
             "(or delete the folder)")
     job.dataset_dir.mkdir(parents=True, exist_ok=True)
+    _check_dataset_json(job)
     finished = _reconcile_manifest(job, shards)
     todo = [s for s in shards if s.shard_id not in finished]
     complete = {i for s in shards for i in s.indices if is_complete(job.dataset_dir, i)}

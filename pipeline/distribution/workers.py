@@ -2,8 +2,10 @@
 driver process); `ProcessShardWorker` runs one `render.py` process per shard (a stock Blender, or the original
 one-process-per-batch design the benchmark compares with)."""
 
+import errno
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
+from core.lock import LOCK_ENV
 from core.process import rss_mb
 from core.samples import SIDECAR, is_complete, sample_dir
 from pipeline.distribution.faults import append_log, parse_faults
@@ -19,6 +22,28 @@ from pipeline.distribution.shards import Shard
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 RENDER_SCRIPT = REPO_DIR / "render.py"
+
+
+def deterministic_failure(err: BaseException, dataset_dir: Path) -> str | None:
+    """The one-line reason when `err` would fail every attempt the same way (never retried), else None.
+
+    Deterministic: a bad gin value or binding, a missing asset, a mesh that fails to import, another
+    dataset in the folder, a full disk. Anything else (a crash, a lost node) is transient and retried.
+    """
+    # Blender-side classes: this runs in a render worker, where bpy is loaded already
+    from render.blender_scene import MeshImportError
+    from render.catalogue import AssetError
+    from render.dataset import DatasetMismatchError
+    from render.gin_setup import ConfigError
+
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        free = shutil.disk_usage(dataset_dir if dataset_dir.exists() else dataset_dir.parent).free
+        where = err.filename or dataset_dir
+        return (f"no space left on device writing {where} ({free} bytes free on {dataset_dir}'s file system); "
+                "free some space (or point DATA_DIR elsewhere) and continue with -c")
+    if isinstance(err, ConfigError | AssetError | MeshImportError | DatasetMismatchError | FatalRenderError):
+        return f"{type(err).__name__}: {err}"
+    return None
 
 
 def node_id() -> str:
@@ -101,8 +126,11 @@ class ShardWorker:
                 if fault is not None and not renderer.is_complete(index):
                     fault.fire(self.job.log_dir, self.log_path)
                 renderer.render_sample(index)
-        except Exception:
+        except Exception as err:
             append_log(self.log_path, traceback.format_exc())
+            reason = deterministic_failure(err, self.job.dataset_dir)
+            if reason is not None:  # a retry on a fresh worker would fail the same way
+                raise FatalRenderError(reason) from None
             raise
         setup_seconds, self._setup_seconds = self._setup_seconds, 0.0
         return ShardResult(
@@ -165,7 +193,8 @@ class ProcessShardWorker:
         missing_before = [i for i in shard.indices if not is_complete(self.job.dataset_dir, i)]
         cmd = self.command(shard)
         append_log(self.log_path, f"== {shard.describe()}: {' '.join(cmd)}\n")
-        env = {**os.environ, "CONFIG_DIR": str(self.job.config_dir)}
+        # the child writes under the driver's dataset lock (core.lock), which it would otherwise be refused
+        env = {**os.environ, "CONFIG_DIR": str(self.job.config_dir), LOCK_ENV: str(self.job.dataset_dir.resolve())}
         start = time.perf_counter()
         with open(self.log_path, "ab") as log:
             proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_DIR, check=False)

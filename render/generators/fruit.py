@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import gin
 import numpy as np
 from core import asset_index as assets
+from core import camera
 
 from render.catalogue import AssetError
 from render.generators.gqn import place_on_floor, random_color, z_rotation
@@ -175,13 +176,15 @@ def fruit_still_life(rng: np.random.Generator, index: int, layout: int = 12, squ
         location[:2] += rng.uniform(-position_jitter, position_jitter, size=2)
         yaw = math.atan2(-location[1], -location[0]) + float(rng.uniform(-jitter, jitter))
         pitch = float(rng.uniform(-jitter, jitter))
-        d = np.array([math.cos(pitch) * math.cos(yaw), math.cos(pitch) * math.sin(yaw), math.sin(pitch)])
-        views.append(ViewSpec(location=as_tuple(location, 3), look_at=as_tuple(location + d, 3), fov_deg=fov_deg))
+        look = camera.on_sphere(location, 1.0, yaw, pitch)  # 1 m along (yaw, pitch)
+        views.append(ViewSpec(location=as_tuple(location, 3), look_at=as_tuple(look, 3), fov_deg=fov_deg))
 
     azimuth = math.radians(45.0) + float(rng.uniform(-0.6, 0.6))  # from the open side, opposite the corner
     elevation = math.radians(float(rng.uniform(35.0, 65.0)))
-    sun = LightSpec(kind="SUN", energy=light_energy, location=as_tuple(
-        -10.0 * np.array([math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
-                          -math.sin(elevation)]), 3), color=(1.0, 0.95, 0.88))
+    # the sun stands 10 m out on the side opposite `azimuth` (the open side), `elevation` up: the point mirrored
+    # through the origin from the one at (azimuth, -elevation), written so because it gives the same floats as
+    # before the formula moved to core.camera
+    sun = LightSpec(kind="SUN", energy=light_energy,
+                    location=as_tuple(-10.0 * camera.direction(azimuth, -elevation), 3), color=(1.0, 0.95, 0.88))
     return SceneSpec(objects=tuple(shell + objects), lights=(sun,), views=tuple(views),
                      classes=("floor", "wall", *classes), world=WorldSpec(color=(0.95, 0.93, 0.9), strength=ambient))

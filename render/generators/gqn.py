@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import gin
 import numpy as np
+from core import camera
 
 from render.spec import (
     LightSpec,
@@ -207,9 +208,8 @@ def sun_light(rng: np.random.Generator, energy: float, elevation_deg: tuple[floa
     """A sun shining from a random azimuth and an elevation in `elevation_deg` (location 10 m from the origin)."""
     azimuth = float(rng.uniform(0, 2 * math.pi))
     elevation = math.radians(float(rng.uniform(*elevation_deg)))
-    direction = np.array([math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
-                          math.sin(elevation)])
-    return LightSpec(kind="SUN", location=as_tuple(10.0 * direction, 3), energy=energy)
+    return LightSpec(kind="SUN", location=as_tuple(camera.on_sphere(np.zeros(3), 10.0, azimuth, elevation), 3),
+                     energy=energy)
 
 
 def _room_scene(rng: np.random.Generator, settings: RoomSettings, square: bool,
@@ -259,7 +259,8 @@ def gqn_rooms_ring_camera(rng: np.random.Generator, index: int, ring_radius: flo
             angles = float(rng.uniform(0, 2 * math.pi)) + 2 * math.pi * np.arange(n) / n
         else:
             angles = rng.uniform(0, 2 * math.pi, size=n)
-        return [ViewSpec(location=(ring_radius * math.cos(a), ring_radius * math.sin(a), camera_height),
+        centre = np.array([0.0, 0.0, camera_height])  # the ring: elevation 0 around a point at camera height
+        return [ViewSpec(location=as_tuple(camera.on_sphere(centre, ring_radius, float(a), 0.0), 3),
                          look_at=as_tuple(target, 3), fov_deg=settings.fov_deg) for a in angles]
 
     return _room_scene(rng, settings, square=False, place_views=views)
@@ -299,9 +300,9 @@ def gqn_rooms_free_camera(rng: np.random.Generator, index: int, camera_height: t
             z = float(rng.uniform(*camera_height))
             yaw = float(rng.uniform(-math.pi, math.pi))
             pitch = math.radians(float(rng.uniform(*pitch_deg)))
-            d = np.array([math.cos(pitch) * math.cos(yaw), math.cos(pitch) * math.sin(yaw), math.sin(pitch)])
             location = np.array([xy[0], xy[1], z])
-            out.append(ViewSpec(location=as_tuple(location, 3), look_at=as_tuple(location + d, 3),
+            look = camera.on_sphere(location, 1.0, yaw, pitch)  # 1 m along (yaw, pitch)
+            out.append(ViewSpec(location=as_tuple(location, 3), look_at=as_tuple(look, 3),
                                 fov_deg=settings.fov_deg))
         return out
 
@@ -373,8 +374,8 @@ def gqn_shepard_metzler(rng: np.random.Generator, index: int, num_parts: int = 7
     for _ in range(num_views):
         yaw = float(rng.uniform(-math.pi, math.pi))
         pitch = math.asin(float(rng.uniform(-sin_max, sin_max)))  # uniform on the sphere's band
-        d = np.array([math.cos(pitch) * math.cos(yaw), math.cos(pitch) * math.sin(yaw), math.sin(pitch)])
-        views.append(ViewSpec(location=as_tuple(camera_distance * d, 3), look_at=(0.0, 0.0, 0.0), fov_deg=fov_deg))
+        location = camera.on_sphere(np.zeros(3), camera_distance, yaw, pitch)
+        views.append(ViewSpec(location=as_tuple(location, 3), look_at=(0.0, 0.0, 0.0), fov_deg=fov_deg))
     key = sun_light(rng, light_energy, elevation_deg=(20.0, 80.0))
     fill = LightSpec(kind="SUN", location=(-key.location[0], -key.location[1], 0.5 * abs(key.location[2])),
                      energy=fill_ratio * light_energy)

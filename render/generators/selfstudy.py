@@ -9,6 +9,7 @@ import math
 
 import gin
 import numpy as np
+from core import camera
 
 from render.catalogue import class_reference_colors, load_catalogue, mesh_spec
 from render.settings import LightingSettings, MaterialSettings, ObjectSettings, SampleSettings
@@ -74,12 +75,10 @@ def key_light(rng: np.random.Generator, settings: LightingSettings) -> LightSpec
     """Sun light from above-front-left, randomised by `lighting.r`."""
     azimuth = math.radians(-135.0) + settings.r * float(rng.uniform(-math.pi, math.pi))
     elevation = math.radians(50.0) + settings.r * float(rng.uniform(-0.6, 0.6))
-    direction = np.array([math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
-                          math.sin(elevation)])
     warmth = settings.r * float(rng.uniform(-0.15, 0.15))
     color = (1.0, 1.0 - abs(warmth) * (warmth > 0), 1.0 - abs(warmth) * (warmth < 0))
     energy = settings.energy * (1.0 + settings.r * float(rng.uniform(-0.4, 0.4)))
-    return LightSpec(kind="SUN", location=as_tuple(5.0 * direction, 3), energy=energy, color=as_tuple(color, 3))
+    return LightSpec(kind="SUN", location=as_tuple(camera.on_sphere(np.zeros(3), 5.0, azimuth, elevation), 3), energy=energy, color=as_tuple(color, 3))
 
 
 def place_objects(rng: np.random.Generator, count: int, spread: float, min_gap: float) -> list[np.ndarray]:
@@ -147,9 +146,8 @@ def selfstudy_scene(rng: np.random.Generator, index: int, mesh_override: str | N
     views = []
     for v in range(sample_cfg.num_views):
         azimuth = start + 2 * math.pi * v / sample_cfg.num_views
-        camera = distance * np.array([math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
-                                      math.sin(elevation)])
-        views.append(ViewSpec(location=as_tuple(camera, 3), look_at=(0.0, 0.0, 0.0), fov_deg=sample_cfg.fov_deg))
+        location = camera.on_sphere(np.zeros(3), distance, azimuth, elevation)
+        views.append(ViewSpec(location=as_tuple(location, 3), look_at=(0.0, 0.0, 0.0), fov_deg=sample_cfg.fov_deg))
     return SceneSpec(
         objects=tuple(objects),
         lights=(key_light(rng, light_cfg),),

@@ -58,3 +58,20 @@ def test_quaternion_and_euler_describe_the_same_rotation():
 def test_degenerate_camera_is_refused():
     with pytest.raises(ValueError, match="equals its look-at target"):
         camera_math.look_at(np.ones(3), np.ones(3))
+
+
+def test_on_sphere_and_sphere_angles_invert_each_other_and_direction_is_yaw_pitch():
+    centre = np.array([0.5, -1.0, 2.0])
+    for azimuth, elevation in ((0.3, 0.2), (-2.5, -0.7), (3.0, 1.2)):
+        p = camera_math.on_sphere(centre, 2.5, azimuth, elevation)
+        assert camera_math.sphere_angles(p, centre) == pytest.approx((azimuth, elevation, 2.5))
+        d = camera_math.direction(azimuth, elevation)
+        assert np.linalg.norm(d) == pytest.approx(1.0)
+        assert camera_math.yaw_pitch(d) == pytest.approx((azimuth, elevation))
+        # a camera there looking at the centre: yaw = azimuth + pi, pitch = -elevation
+        yaw, pitch = camera_math.yaw_pitch(camera_math.viewing_direction(p, centre))
+        assert math.remainder(yaw - azimuth - math.pi, 2 * math.pi) == pytest.approx(0.0, abs=1e-12)
+        assert pitch == pytest.approx(-elevation)
+    # elevation 0 is the horizontal ring at the centre's height, the same floats as r cos a, r sin a
+    a = 0.7
+    assert tuple(camera_math.on_sphere(np.array([0.0, 0.0, 1.0]), 2.4, a, 0.0)) == (2.4 * math.cos(a), 2.4 * math.sin(a), 1.0)

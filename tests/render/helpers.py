@@ -35,3 +35,12 @@ def load_sample(sample_dir: Path) -> tuple[dict, list[dict[str, np.ndarray]]]:
 
     sidecar = json.loads((sample_dir / "sample.json").read_text())
     return sidecar, [read_exr(sample_dir / v["file"]) for v in sidecar["views"]]
+
+
+def probe_gin(folder: Path) -> str:
+    """A gin file rendering tests/render/spec_generators.py's probe scene (records, view lights, split)."""
+    path = folder / "probe.gin"
+    path.write_text("import tests.render.spec_generators\n"
+                    "dataset.generator = @probe_scene\ndataset.name = 'probe'\ndataset.seed = 5\n"
+                    "rendering.denoise = 'none'\n")
+    return str(path)

@@ -21,7 +21,8 @@ sys.path.insert(0, {repo!r})
 from pathlib import Path
 from render import generators
 from render.gin_setup import parse_gin
-from render.dataset import DatasetRenderer, rss_mb
+from core.process import rss_mb
+from render.dataset import DatasetRenderer
 parse_gin(["render_multi"], ["rendering.resolution = 16", "rendering.render_samples = 1", "object.random_warp = 0.05"],
           Path({repo!r}) / "config")
 r = DatasetRenderer(Path({out!r}), threads=1)

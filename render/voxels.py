@@ -1,0 +1,299 @@
+"""Solid voxel grids of meshes and their binvox files (RenderNet's shape input), without Blender.
+
+Plain numpy + trimesh, so generators, exports and tests use it anywhere; this is the one place binvox files
+are read and written (pipeline/ imports it; render/ may not import pipeline/).
+
+The unit cube. A mesh is voxelised in the frame the renderer gives a `MeshSpec(normalize=True)` mesh: its
+bounding box centred at the origin with its largest side 1 (`normalise_to_unit_cube`), so it lies in
+[-0.5, 0.5]^3. `load_mesh_file` reads a file in the axes the renderer's importers give it, so
+`normalise_to_unit_cube(load_mesh_file(p)[0])` is where the renderer puts mesh `p`. A grid of `dim`^3 voxels
+tiles that cube: voxel [i, j, k] (world x, y, z, z up) is the cell of side 1/dim centred at
+`-0.5 + (i + 0.5) / dim` (likewise j, k). That is binvox's own mapping `x = scale * (i + 0.5) / dim + translate`
+with `translate = (-0.5, -0.5, -0.5)` and `scale = 1` (`UNIT_CUBE_TRANSLATE`, `UNIT_CUBE_SCALE`), which is
+what the binvox files record.
+
+What counts as occupied: a voxel whose cell holds a sample of the surface (samples at most half a voxel apart,
+so nearly every cell the surface passes through, as binvox marks surface voxels) or that lies inside the closed
+surface (trimesh's hole fill of that shell). Only closed (watertight) meshes have an inside; anything else is
+refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from core import publish
+from core.off_mesh import OffFormatError, read_off
+from trimesh.exchange import binvox as trimesh_binvox
+from trimesh.voxel import encoding as voxel_encoding
+from trimesh.voxel import morphology
+
+logger = logging.getLogger(__name__)
+
+#: binvox `translate` and `scale` of a grid over the unit cube [-0.5, 0.5]^3.
+UNIT_CUBE_TRANSLATE = (-0.5, -0.5, -0.5)
+UNIT_CUBE_SCALE = 1.0
+#: How far (in unit-cube units) a vertex may stray outside [-0.5, 0.5]^3: float32 round-off of a normalised mesh.
+_CUBE_TOLERANCE = 1e-5
+#: binvox's `xzy` storage order (y fastest) as a permutation of our [x, y, z] axes (its own inverse).
+_XZY = (0, 2, 1)
+#: Largest distance (in voxels) between neighbouring surface samples: half a voxel, so consecutive samples
+#: never skip a voxel and the shell stays closed for the fill.
+_MAX_EDGE = 0.5
+#: Surface samples handled at once (x 3 float64 = 96 MB), so a mesh of large faces never needs more memory.
+_POINTS_PER_BATCH = 4_000_000
+
+
+#: How the renderer's importers place a file's (x, y, z) in the world (measured with bpy 5.0.1): Blender's OBJ
+#: importer (forward -Z, up Y) maps it to (x, -z, y); its PLY and STL importers and the renderer's own OFF
+#: reader keep the file's axes. Rows: world axes; columns: file axes.
+IMPORT_AXES = {
+    ".obj": ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0)),
+    ".ply": ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+    ".stl": ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+    ".off": ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+}
+
+
+class VoxelizationError(ValueError):
+    """A mesh that has no well-defined solid: empty, degenerate, open, or outside the unit cube."""
+
+
+class BinvoxError(ValueError):
+    """A binvox file or grid this module cannot read or write."""
+
+
+def load_mesh_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A mesh file's triangles in the world axes the renderer imports it with (before normalisation).
+
+    All objects and groups of the file together, as the renderer sizes them together. Polygons are split into
+    triangles (trimesh for OBJ/PLY/STL; a fan for OFF, read by core.off_mesh).
+
+    Args:
+        path: an .obj, .ply, .stl or .off file.
+    Returns:
+        vertices: (N, 3) float64 in the file's units, world axes (`IMPORT_AXES`).
+        faces: (M, 3) int64 triangles.
+    Raises:
+        VoxelizationError: another format, an unreadable file, or a file without triangles.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMPORT_AXES:
+        raise VoxelizationError(f"{path}: no loader for {suffix!r} files; use one of {sorted(IMPORT_AXES)}")
+    if not path.is_file():
+        raise VoxelizationError(f"{path}: no such mesh file")
+    try:
+        if suffix == ".off":
+            off = read_off(path)
+            vertices = off.vertices
+            fans = [np.stack([np.full(len(f) - 2, f[0]), f[1:-1], f[2:]], axis=1) for f in off.faces if len(f) >= 3]
+            faces = np.concatenate(fans) if fans else np.zeros((0, 3), np.int64)
+        else:
+            # skip_materials: only geometry matters here, and textures would be decoded for nothing
+            mesh = trimesh.load(path, force="mesh", process=False, skip_materials=True)
+            vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    except (OSError, ValueError, IndexError, OffFormatError) as exc:
+        raise VoxelizationError(f"{path}: could not read the mesh ({exc})") from exc
+    if len(faces) == 0:
+        raise VoxelizationError(f"{path}: the file holds no triangles")
+    axes = np.asarray(IMPORT_AXES[suffix])
+    return np.asarray(vertices, dtype=np.float64) @ axes.T, np.asarray(faces, dtype=np.int64)
+
+
+def normalise_to_unit_cube(vertices: np.ndarray, name: str = "mesh") -> np.ndarray:
+    """Moves and scales vertices as the renderer does for `MeshSpec(normalize=True)`.
+
+    `v' = (v - (lo + hi) / 2) / max(hi - lo)`, with lo, hi the per-axis minimum and maximum of the vertices:
+    the bounding box is centred at the origin and its largest side becomes 1 (render/blender_scene.py
+    `_prototype`), so renders and voxels of one mesh agree.
+
+    Args:
+        vertices: (N, 3) float positions in any unit.
+        name: the mesh's name or path, for error messages.
+    Returns:
+        (N, 3) float64 positions inside [-0.5, 0.5]^3.
+    Raises:
+        VoxelizationError: no vertices, non-finite values, or a bounding box of zero size.
+    """
+    v = _vertices(vertices, name)
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    size = float((hi - lo).max())
+    if size <= 0.0:
+        raise VoxelizationError(f"{name}: all vertices coincide; a mesh needs a non-zero size to be normalised")
+    return (v - (lo + hi) / 2.0) / size
+
+
+def voxelize(vertices: np.ndarray, faces: np.ndarray, dim: int = 64, name: str = "mesh") -> np.ndarray:
+    """Solid occupancy grid of a closed triangle mesh already in the unit cube.
+
+    Args:
+        vertices: (N, 3) float positions inside [-0.5, 0.5]^3 (see `normalise_to_unit_cube`), world axes.
+        faces: (M, 3) int vertex indices of triangles.
+        dim: voxels along each axis.
+        name: the mesh's name or path, named by every error.
+    Returns:
+        uint8 (dim, dim, dim) grid indexed [x, y, z], 1 = occupied (inside or on the surface), 0 = empty;
+        voxel centres as in the module docstring.
+    Raises:
+        VoxelizationError: empty or degenerate mesh, not watertight, encloses no volume, vertices outside the
+            unit cube, bad shapes or indices.
+    """
+    if not isinstance(dim, int | np.integer) or dim < 2:
+        raise VoxelizationError(f"{name}: dim must be an integer >= 2, got {dim!r}")
+    dim = int(dim)
+    v = _vertices(vertices, name)
+    f = np.asarray(faces)
+    if f.ndim != 2 or f.shape[1] != 3 or f.shape[0] == 0:
+        raise VoxelizationError(f"{name}: faces must be a non-empty (M, 3) array of triangles, got shape {f.shape}")
+    if f.dtype.kind not in "iu":
+        raise VoxelizationError(f"{name}: faces must be integer vertex indices, got dtype {f.dtype}")
+    if f.min() < 0 or f.max() >= len(v):
+        raise VoxelizationError(f"{name}: face indices must lie in [0, {len(v) - 1}], got [{f.min()}, {f.max()}]")
+    outside = np.abs(v).max()
+    if outside > 0.5 + _CUBE_TOLERANCE:
+        raise VoxelizationError(f"{name}: vertices reach {outside:.6g} from the origin, outside the unit cube "
+                                "[-0.5, 0.5]^3; pass them through normalise_to_unit_cube first")
+    # process=True merges vertices at equal positions: mesh files split vertices along UV and normal seams,
+    # which would make a closed surface look open.
+    mesh = trimesh.Trimesh(vertices=v, faces=f, process=True)
+    mesh.update_faces(mesh.nondegenerate_faces())
+    if len(mesh.faces) == 0:
+        raise VoxelizationError(f"{name}: every face is degenerate (zero area); nothing to voxelise")
+    if not mesh.is_watertight:
+        _, uses = np.unique(mesh.edges_sorted, axis=0, return_counts=True)
+        raise VoxelizationError(
+            f"{name}: mesh is not watertight ({int(np.sum(uses == 1))} edges bound one face only, "
+            f"{int(np.sum(uses > 2))} are shared by more than two), so it has no inside to fill; close or repair "
+            "it (e.g. trimesh.repair.fill_holes)")
+    if abs(mesh.volume) < 1e-12:
+        raise VoxelizationError(f"{name}: closed surface encloses no volume (flat or self-cancelling)")
+
+    # Index space: voxel i is centred at i, its cell [i - 0.5, i + 0.5].
+    triangles = (mesh.triangles + 0.5) * dim - 0.5
+    shell = _surface_voxels(triangles, dim)
+    solid = np.asarray(morphology.fill(voxel_encoding.DenseEncoding(shell), method="holes").dense, dtype=bool)
+    # A gap in the shell lets the fill's background leak inside, leaving only the shell: a grid far below the
+    # mesh's own volume. (Thin parts are all shell anyway, so this only fires where a leak loses voxels.)
+    enclosed = abs(mesh.volume) * dim**3
+    if solid.sum() < 0.9 * enclosed:
+        raise VoxelizationError(f"{name}: the filled grid holds {int(solid.sum())} voxels but the mesh encloses "
+                                f"{enclosed:.0f} voxels' volume: its surface leaks at dim {dim} (self-intersecting "
+                                "or inverted parts); repair the mesh")
+    return solid.astype(np.uint8)
+
+
+def write_binvox(path: str | os.PathLike, grid: np.ndarray, translate: Sequence[float] = UNIT_CUBE_TRANSLATE,
+                 scale: float = UNIT_CUBE_SCALE) -> None:
+    """Writes a cubic occupancy grid as a binvox file, atomically.
+
+    The voxel data are run-length encoded by trimesh (binvox's `xzy` order, y fastest; runs split at 255).
+    The header is written here as binvox itself writes it (`#binvox 1`, `dim`, `translate`, `scale`, `data`,
+    one per line): trimesh's own header puts a comment on line 2, where strict readers such as binvox_rw (used
+    by RenderNet) expect `dim`.
+
+    Args:
+        path: the file to write (replaced if present).
+        grid: (D, D, D) uint8 or bool indexed [x, y, z], values 0/1.
+        translate: (3,) world position of the grid's minimum corner.
+        scale: world side length of the whole grid (voxel side = scale / D).
+    Raises:
+        BinvoxError: a grid that is not cubic and binary, or a non-finite translate / non-positive scale.
+    """
+    grid = np.asarray(grid)
+    if grid.ndim != 3 or len(set(grid.shape)) != 1 or grid.shape[0] == 0:
+        raise BinvoxError(f"{path}: binvox grids here are cubic (D, D, D), got shape {grid.shape}")
+    if grid.dtype != np.bool_ and (grid.dtype.kind not in "iu" or grid.min() < 0 or grid.max() > 1):
+        raise BinvoxError(f"{path}: grid values must be 0/1 (uint8 or bool), got dtype {grid.dtype}")
+    t = [float(x) for x in translate]
+    if len(t) != 3 or not all(np.isfinite(t)):
+        raise BinvoxError(f"{path}: translate must be 3 finite numbers, got {translate!r}")
+    s = float(scale)
+    if not np.isfinite(s) or s <= 0:
+        raise BinvoxError(f"{path}: scale must be a positive number, got {scale!r}")
+    dense = voxel_encoding.DenseEncoding(grid.astype(bool))
+    rle = dense.transpose(_XZY).flat.run_length_data(dtype=np.uint8)
+    d = grid.shape[0]
+    # repr() of a float is the shortest string that reads back to the same float: translate and scale survive.
+    header = f"#binvox 1\ndim {d} {d} {d}\ntranslate {t[0]!r} {t[1]!r} {t[2]!r}\nscale {s!r}\ndata\n"
+    publish.write_bytes(path, header.encode("ascii") + rle.tobytes())
+
+
+def read_binvox(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, float]:
+    """Reads a binvox file written by `write_binvox` or by binvox itself.
+
+    Args:
+        path: the binvox file.
+    Returns:
+        grid: uint8 (D, D, D) indexed [x, y, z] (transposed from binvox's `xzy` storage), values 0/1.
+        translate: (3,) float64.
+        scale: float.
+    Raises:
+        BinvoxError: not a binvox file, a non-cubic grid, or run lengths that do not cover D^3 voxels.
+    """
+    with open(path, "rb") as fh:
+        parsed = trimesh_binvox.parse_binvox(fh)
+    shape = tuple(int(x) for x in parsed.shape)
+    if len(shape) != 3 or len(set(shape)) != 1:
+        raise BinvoxError(f"{path}: expected a cubic grid 'dim D D D', got dim {shape}")
+    rle = parsed.rle_data
+    if len(rle) % 2:
+        raise BinvoxError(f"{path}: voxel data has an odd number of bytes ({len(rle)}); the file is truncated")
+    total = int(rle[1::2].astype(np.int64).sum())
+    if total != int(np.prod(shape)):
+        raise BinvoxError(f"{path}: run lengths cover {total} voxels, dim {shape} needs {int(np.prod(shape))}; "
+                          "the file is truncated or corrupt")
+    if rle[0::2].max(initial=0) > 1:
+        raise BinvoxError(f"{path}: voxel values must be 0 or 1, found {int(rle[0::2].max())}")
+    flat = voxel_encoding.RunLengthEncoding(rle, dtype=bool)
+    grid = flat.reshape(shape).transpose(_XZY).dense
+    return grid.astype(np.uint8), np.asarray(parsed.translate, dtype=np.float64), float(parsed.scale)
+
+
+def _surface_voxels(triangles: np.ndarray, dim: int) -> np.ndarray:
+    """Boolean (dim, dim, dim) grid of the voxels holding a sample of any triangle (index-space coordinates).
+
+    Why not trimesh's voxeliser (`voxelize_subdivide`): it subdivides the whole mesh until every edge is short,
+    and on meshes with long slivers that costs far more than their area: measured at 64^3 on these machines,
+    CGAL's `cheese` (17,786 faces) took 32.7 s and most meshes 0.3-4 s. Here each triangle is sampled on its
+    own barycentric lattice with n steps per edge, n = ceil(longest edge / half a voxel): neighbouring samples
+    are at most half a voxel apart (trimesh's own density rule), and the work is bounded by the faces' sizes.
+    """
+    edges = np.linalg.norm(triangles[:, [1, 2, 0]] - triangles, axis=2).max(axis=1)
+    steps = np.maximum(np.ceil(edges / _MAX_EDGE), 1).astype(np.int64)
+    shell = np.zeros((dim, dim, dim), dtype=bool)
+    for n in np.unique(steps):
+        chosen = triangles[steps == n]
+        weights = _lattice(int(n))
+        per_batch = max(1, _POINTS_PER_BATCH // len(weights))
+        for first in range(0, len(chosen), per_batch):
+            points = np.einsum("pk,tkd->tpd", weights, chosen[first : first + per_batch]).reshape(-1, 3)
+            # A point exactly on the cube's face rounds to index dim (or -0.5 to 0 under round-half-even): it
+            # lies on the boundary of the outermost voxel, which therefore holds it.
+            hits = np.clip(np.rint(points), 0, dim - 1).astype(np.int64)
+            shell[hits[:, 0], hits[:, 1], hits[:, 2]] = True
+    return shell
+
+
+@functools.lru_cache(maxsize=256)
+def _lattice(n: int) -> np.ndarray:
+    """(P, 3) barycentric weights (i, j, n - i - j) / n of a triangle's lattice with n steps per edge."""
+    i, j = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    keep = i + j <= n
+    i, j = i[keep], j[keep]
+    return np.stack([n - i - j, i, j], axis=1).astype(np.float64) / n
+
+
+def _vertices(vertices: np.ndarray, name: str) -> np.ndarray:
+    v = np.asarray(vertices, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] == 0:
+        raise VoxelizationError(f"{name}: vertices must be a non-empty (N, 3) array, got shape {v.shape}")
+    if not np.isfinite(v).all():
+        raise VoxelizationError(f"{name}: vertices hold NaN or infinite values")
+    return v
