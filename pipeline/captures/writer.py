@@ -1,17 +1,19 @@
-"""The one place captures and DeepMind imports become files: `scenes_{split}.h5` of docs/formats.md §3.
+"""Where captures and DeepMind imports become files: `scenes_{split}.h5` (docs/formats.md §3) through the one
+scene-file writer, `pipeline.layouts.scene_file.SceneFileWriter`.
 
-`SceneFiles` takes `SceneArrays` one at a time (flat memory), writes each split under its temporary name
-(`pipeline.formats.hdf5`: fixed libver, no timestamps) and publishes all three when the `with` block ends
-cleanly (one rename each, back to back: each file is whole or absent, but a kill between two renames can leave
-one split new and another old); on any error every temporary file is deleted, so a failed import leaves no
-output. Images are
-gzip-filtered, one scene per chunk, as §3 says; the chunks are deflated by ISA-L (level 1) and written directly,
-which is ~6x faster than zlib's level 1 on photographs and inflates with any zlib (the same choice as the
-canonical EXR, docs/formats.md §1). `add_rows_from` copies rows of another file of this layout chunk by chunk
-without decoding them (DeepMind's per-file parts into the final files).
+`SceneFiles` takes `SceneArrays` one at a time (flat memory: the shared writer stores each scene's image chunk
+as it comes and buffers 64 rows of the small datasets), keeps one writer per split, and publishes all three with
+`pipeline.formats.hdf5.publish_all` when the `with` block ends cleanly (fsynced together, then one rename each:
+each file is whole or absent; a kill between two renames can leave one split new and another old). On any error
+every temporary file is deleted, so a failed import leaves no output.
 
-This is a stand-in for the shared scene-file writer of pipeline/layouts (in progress on another branch); the
-importers call only `SceneFiles` and `write_scenes`, so switching to it touches this module alone.
+One difference from `scene_file.encode_scene`: the image chunk is deflated by ISA-L (level 1) instead of zlib
+(level 1). Both are the gzip filter's format and inflate with any zlib; ISA-L takes 0.4 ms for a scene of ten
+64x64 views where zlib takes 2.2 ms, which is most of what separates DeepMind's import from 1,000 scenes/s on
+two cores. The chunks' bytes therefore differ from what HDF5's own filter would write (`scene_file`'s promise for
+renders); they are deterministic. `encode` builds the `EncodedScene` that `SceneFileWriter.add_encoded` takes.
+`add_rows_from` copies rows of another scene file chunk by chunk without decoding them (DeepMind's per-file
+parts into the final files).
 """
 
 from __future__ import annotations
@@ -25,21 +27,18 @@ import h5py
 import numpy as np
 from isal import isal_zlib
 
-from core.camera import VIEWPOINT_ORDER
 from core.samples import SPLITS
 from pipeline.captures.scene import SceneArrays
 from pipeline.formats import hdf5 as h5_out
+from pipeline.layouts.consolidate import FORMAT_VERSION
+from pipeline.layouts.scene_file import EncodedScene, SceneFileWriter, SceneSpec
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-#: Scenes buffered before a flush: small arrays are written a block at a time (a resize per scene costs more
-#: than the scene's own bytes). A flush also happens once the buffered deflated images pass FLUSH_BYTES, so
-#: memory stays flat for large scenes too (a mazes scene is 300 views of 84x84).
-FLUSH_ROWS = 256
-FLUSH_BYTES = 32 << 20
-_SMALL = {"viewpoints": (7,), "viewpoints_xyzyp": (5,), "K": (3, 3), "cam_to_world": (4, 4)}
 _DEFLATE_LEVEL = 1
+_ROWS = ("viewpoints", "viewpoints_xyzyp", "K", "cam_to_world")
+#: Rows of a source file read at once by `add_rows_from` (its small datasets; the images go chunk by chunk).
+COPY_BLOCK = 1024
 
 
 def scene_file(dataset_dir: str | Path, split: str) -> Path:
@@ -47,90 +46,27 @@ def scene_file(dataset_dir: str | Path, split: str) -> Path:
     return Path(dataset_dir) / f"scenes_{split}.h5"
 
 
-class _SplitFile:
-    """The temporary file of one split; datasets are created at the first scene (or by `ensure`)."""
+def spec_of(scene: SceneArrays) -> SceneSpec:
+    """The file spec of scenes like `scene`: V views of H x W, colour only."""
+    return SceneSpec(views=scene.views, height=scene.size[0], width=scene.size[1])
 
-    def __init__(self, path: Path, split: str, attrs: Mapping[str, Any]) -> None:
-        self.path = path
-        self.split = split
-        self.fh: h5py.File = h5_out.create_h5(path)
-        for key, value in attrs.items():
-            self.fh.attrs[key] = value
-        self.fh.attrs["split"] = split
-        self.ds: dict[str, h5py.Dataset] = {}
-        self.buf: list[tuple[SceneArrays, bytes]] = []
-        self.buf_bytes = 0
-        self.last_index: int | None = None
 
-    def ensure(self, views: int, height: int, width: int) -> None:
-        if self.ds:
-            shape = self.ds["images"].shape[1:4]
-            if shape != (views, height, width):
-                raise ValueError(f"{self.path.name}: a scene of {views} views of {height}x{width} after scenes of "
-                                 f"{shape[0]} views of {shape[1]}x{shape[2]}; a scene file holds one size")
-            return
-        new = h5_out.new_dataset
-        self.fh.attrs["views"] = views
-        self.ds["images"] = new(self.fh, "images", (0, views, height, width, 3), np.uint8, 1, compression="gzip")
-        for name, tail in _SMALL.items():
-            self.ds[name] = new(self.fh, name, (0, views, *tail), np.float32, FLUSH_ROWS)
-        self.ds["scene_index"] = new(self.fh, "scene_index", (0,), np.int64, FLUSH_ROWS)
+def encode(spec: SceneSpec, scene: SceneArrays) -> EncodedScene:
+    """One scene for `SceneFileWriter.add_encoded`: the image chunk deflated by ISA-L, the rows as they are.
 
-    def _check_order(self, index: int) -> None:
-        if self.last_index is not None and index <= self.last_index:
-            raise ValueError(f"{self.path.name}: scene {index} comes after scene {self.last_index}; rows must be "
-                             "sorted by scene index, each index once")
-        self.last_index = index
-
-    def add(self, scene: SceneArrays) -> None:
-        self.ensure(scene.views, *scene.size)
-        self._check_order(scene.scene_index)
-        deflated = isal_zlib.compress(np.ascontiguousarray(scene.images).tobytes(), _DEFLATE_LEVEL)
-        self.buf.append((scene, deflated))
-        self.buf_bytes += len(deflated)
-        if len(self.buf) >= FLUSH_ROWS or self.buf_bytes >= FLUSH_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.buf:
-            return
-        start = self.ds["scene_index"].shape[0]
-        stop = start + len(self.buf)
-        for ds in self.ds.values():
-            ds.resize(stop, axis=0)
-        for name in _SMALL:
-            self.ds[name][start:stop] = np.stack([getattr(s, name) for s, _ in self.buf])
-        self.ds["scene_index"][start:stop] = np.array([s.scene_index for s, _ in self.buf], np.int64)
-        images = self.ds["images"].id
-        for row, (_, deflated) in enumerate(self.buf, start):
-            images.write_direct_chunk((row, 0, 0, 0, 0), deflated)
-        self.buf.clear()
-        self.buf_bytes = 0
-
-    def add_rows_from(self, src: h5py.File, start: int, stop: int) -> None:
-        self.flush()
-        images = src["images"]
-        self.ensure(*images.shape[1:4])
-        indices = src["scene_index"][start:stop]
-        if len(indices):
-            self._check_order(int(indices[0]))
-            if np.any(np.diff(indices) <= 0):
-                raise ValueError(f"{src.filename}: scene_index is not strictly increasing in rows {start}-{stop}")
-            self.last_index = int(indices[-1])
-        at = self.ds["scene_index"].shape[0]
-        n = stop - start
-        for ds in self.ds.values():
-            ds.resize(at + n, axis=0)
-        for name in (*_SMALL, "scene_index"):
-            self.ds[name][at:at + n] = src[name][start:stop]
-        sid, did = images.id, self.ds["images"].id
-        for k in range(n):
-            mask, chunk = sid.read_direct_chunk((start + k, 0, 0, 0, 0))
-            did.write_direct_chunk((at + k, 0, 0, 0, 0), chunk, filter_mask=mask)
-
-    @property
-    def rows(self) -> int:
-        return (self.ds["scene_index"].shape[0] if self.ds else 0) + len(self.buf)
+    Raises:
+        ValueError: the scene has another view count or size than the file, or non-finite camera numbers.
+    """
+    if (scene.views, *scene.size) != (spec.views, spec.height, spec.width):
+        raise ValueError(f"scene {scene.scene_index}: {scene.views} views of {scene.size[0]}x{scene.size[1]} after "
+                         f"scenes of {spec.views} views of {spec.height}x{spec.width}; a scene file holds one size")
+    rows = {name: getattr(scene, name) for name in _ROWS}
+    bad = [name for name, arr in rows.items() if not np.all(np.isfinite(arr))]
+    if bad:
+        raise ValueError(f"scene {scene.scene_index}: {bad} hold NaN or infinite values")
+    rows["scene_index"] = np.int64(scene.scene_index)
+    deflated = isal_zlib.compress(np.ascontiguousarray(scene.images).tobytes(), _DEFLATE_LEVEL)
+    return EncodedScene(chunks={"images": (deflated, 0)}, rows=rows)
 
 
 class SceneFiles:
@@ -143,8 +79,9 @@ class SceneFiles:
 
     Args:
         dataset_dir: `DATA_DIR/NAME` (created if needed).
-        attrs: file attributes besides those §3 fixes (which this class writes): e.g. `dataset`, `generator`,
-            `importer`, `source`, `K_assumed`, `K_source`.
+        attrs: file attributes besides those the writer sets (`layout`, `views`, `viewpoint_order`, `fields`) and
+            the §3 defaults here (`format_version`, `dataset`, `generator`, `dataset_seed`, `classes`, `depth_code`,
+            `split_rule`): e.g. `importer`, `source`, `K_assumed`, `K_source`.
         splits: the splits to write; every one gets a file, with zero rows if no scene went to it.
     """
 
@@ -154,67 +91,98 @@ class SceneFiles:
         unknown = [s for s in self.splits if s not in SPLITS]
         if unknown:
             raise ValueError(f"unknown splits {unknown}; use {SPLITS}")
-        self.attrs = {"format_version": FORMAT_VERSION, "layout": "scene-major", "viewpoint_order": VIEWPOINT_ORDER,
-                      "dataset": self.dataset_dir.name, "generator": "", "dataset_seed": -1,
-                      "classes": np.array([], dtype=h5py.string_dtype()),
-                      "depth_code": "none: imported captures carry no depth", **attrs}
-        self.files: dict[str, _SplitFile] = {}
+        self.attrs = {"format_version": FORMAT_VERSION, "dataset": self.dataset_dir.name, "generator": "",
+                      "dataset_seed": -1, "classes": np.array([], dtype=h5py.string_dtype()),
+                      "depth_code": "none: imported captures carry no depth", "split_rule": "declared", **attrs}
+        self.writers: dict[str, SceneFileWriter] = {}
+        self.spec: SceneSpec | None = None
         self.rows: dict[str, int] = {}
-        self._size: tuple[int, int, int] | None = None
+        self._last: dict[str, int] = {}
+        self._pending_attrs: dict[str, dict[str, Any]] = {s: {} for s in self.splits}
 
     def __enter__(self) -> SceneFiles:
         self.dataset_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            for split in self.splits:
-                self.files[split] = _SplitFile(scene_file(self.dataset_dir, split), split, self.attrs)
-        except BaseException:
-            self._discard()
-            raise
         return self
+
+    def _writer(self, split: str, spec: SceneSpec) -> SceneFileWriter:
+        if split not in self.splits:
+            raise ValueError(f"split {split!r} is not one of {self.splits}")
+        if self.spec is None:
+            self.spec = spec
+        if split not in self.writers:
+            writer = SceneFileWriter(scene_file(self.dataset_dir, split), self.spec, {**self.attrs, "split": split})
+            self.writers[split] = writer
+        return self.writers[split]
+
+    def _check_order(self, split: str, first: int, last: int) -> None:
+        previous = self._last.get(split)
+        if previous is not None and first <= previous:
+            raise ValueError(f"scenes_{split}.h5: scene {first} comes after scene {previous}; rows must be sorted "
+                             "by scene index, each index once")
+        self._last[split] = last
 
     def add(self, split: str, scene: SceneArrays) -> None:
         """Appends one scene to `split` (scene indices increasing within a split)."""
-        self._file(split).add(scene)
-        self._size = self._size or (scene.views, *scene.size)
+        writer = self._writer(split, self.spec or spec_of(scene))
+        encoded = encode(writer.spec, scene)
+        self._check_order(split, scene.scene_index, scene.scene_index)
+        writer.add_encoded(encoded)
 
     def add_rows_from(self, split: str, src: h5py.File, start: int, stop: int) -> None:
-        """Appends rows `start:stop` of an open scene-major file to `split`, copying image chunks as they are."""
-        self._file(split).add_rows_from(src, start, stop)
-        self._size = self._size or tuple(src["images"].shape[1:4])  # type: ignore[assignment]
+        """Appends rows `start:stop` of an open scene file to `split`, copying image chunks as they are."""
+        views, height, width = src["images"].shape[1:4]
+        writer = self._writer(split, self.spec or SceneSpec(views=views, height=height, width=width))
+        if (views, height, width) != (writer.spec.views, writer.spec.height, writer.spec.width):
+            raise ValueError(f"{src.filename}: {views} views of {height}x{width}, the file holds "
+                             f"{writer.spec.views} views of {writer.spec.height}x{writer.spec.width}")
+        images = src["images"].id
+        for block in range(start, stop, COPY_BLOCK):
+            end = min(block + COPY_BLOCK, stop)
+            rows = {name: src[name][block:end] for name in (*_ROWS, "scene_index")}
+            index = rows["scene_index"]
+            if np.any(np.diff(index) <= 0):
+                raise ValueError(f"{src.filename}: scene_index is not strictly increasing in rows {block}-{end}")
+            self._check_order(split, int(index[0]), int(index[-1]))
+            for k in range(end - block):
+                mask, chunk = images.read_direct_chunk((block + k, 0, 0, 0, 0))
+                writer.add_encoded(EncodedScene(chunks={"images": (chunk, mask)},
+                                                rows={name: rows[name][k] for name in rows}))
 
     def rows_of(self, split: str) -> int:
         """Rows written to `split` so far."""
-        return self._file(split).rows
+        return self.writers[split].rows if split in self.writers else 0
 
     def set_attr(self, split: str, key: str, value: Any) -> None:
-        """Sets a file attribute of one split's file."""
-        self._file(split).fh.attrs[key] = value
-
-    def _file(self, split: str) -> _SplitFile:
-        if split not in self.files:
+        """Sets a file attribute of one split's file (written when the files are published)."""
+        if split not in self.splits:
             raise ValueError(f"split {split!r} is not one of {self.splits}")
-        return self.files[split]
+        self._pending_attrs[split][key] = value
 
     def _discard(self) -> None:
-        for f in self.files.values():
-            h5_out.discard(f.fh, f.path)
+        for writer in self.writers.values():
+            writer.discard()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
             self._discard()
             return
         try:
-            if self._size is None:
+            if self.spec is None:
                 raise ValueError(f"no scene to write into {self.dataset_dir}")
-            for f in self.files.values():
-                f.ensure(*self._size)  # an empty split still declares V, H, W
-                f.flush()
-                self.rows[f.split] = f.rows
+            for split in self.splits:  # an empty split still gets its file, declaring V, H, W
+                writer = self._writer(split, self.spec)
+                for key, value in self._pending_attrs[split].items():
+                    writer.fh.attrs[key] = value
+                self.rows[split] = writer.rows
+            closed = [self.writers[split].close_for_publish() for split in self.splits]
         except BaseException:
             self._discard()
             raise
-        for f in self.files.values():
-            h5_out.publish(f.fh, f.path)
+        try:
+            h5_out.publish_all(closed)
+        except BaseException:
+            self._discard()
+            raise
         logger.info("wrote %s", ", ".join(f"{scene_file(self.dataset_dir, s).name} ({n} scenes)"
                                           for s, n in self.rows.items()))
 
