@@ -1,0 +1,1 @@
+"""Real captures and DeepMind's gqn-datasets as scene-major HDF5: readers that yield scenes as arrays, one writer."""
