@@ -22,10 +22,10 @@ from core import samples as sample_rules
 from core.layout import DATASET_JSON, Layout, LayoutError, read_dataset_json
 from core.process import pid_alive
 
-from render import compat, declared_layout, seeding
+from render import compat, declared_layout, seeding, voxels
 from render.blender_scene import BlenderScene
 from render.settings import BatchSettings, DatasetSettings, RenderingSettings
-from render.spec import SceneSpec, records_json
+from render.spec import SceneSpec, VoxelSpec, records_json
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,20 @@ def _sweep_dead_scratch(root: Path) -> None:
         pid = folder.name[len(_SCRATCH_PREFIX):].split("-", 1)[0]
         if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_voxels(grid: VoxelSpec, folder: Path) -> dict:
+    """Writes `<name>.binvox` of a voxel grid into the (staged) sample folder; returns its sidecar entry.
+
+    Raises:
+        voxels.VoxelizationError: the mesh cannot be voxelised (the sample is then not published at all).
+    """
+    out = voxels.voxelize_file(grid.source, grid.dim, grid.fill)
+    name = f"{grid.name}.binvox"
+    voxels.write_binvox(folder / name, out.grid)
+    return {"file": name, "shape": [grid.dim] * 3, "dtype": "uint8", "source": grid.source, "fill": out.fill,
+            "occupied": int(out.grid.sum()), "translate": list(voxels.UNIT_CUBE_TRANSLATE),
+            "scale": voxels.UNIT_CUBE_SCALE}
 
 
 class DatasetRenderer:
@@ -96,7 +110,8 @@ class DatasetRenderer:
         """The layout this configuration declares: derived from sample 0's spec, whichever samples this process
         renders, so every shard of a dataset declares the same one."""
         return declared_layout.declare(self._draw(0), "exr" if self.rendering.render_exr else "png",
-                                       self.settings.layout_kind, self.settings.name)
+                                       self.settings.layout_kind, self.settings.name,
+                                       albedo=self.rendering.albedo_pass)
 
     def prepare(self) -> None:
         """Creates the folder, checks or writes dataset.json (with the layout declared from sample 0, before
@@ -189,6 +204,8 @@ class DatasetRenderer:
                 }
                 if spec.split is not None:
                     sidecar["split"] = spec.split
+                if spec.voxels:  # only then: other datasets keep their sidecar bytes
+                    sidecar["arrays"] = {grid.name: _write_voxels(grid, staged.path) for grid in spec.voxels}
                 # written last: a folder holding its sidecar is complete (core.samples)
                 (staged.path / sample_rules.SIDECAR).write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
         finally:
