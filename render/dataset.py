@@ -8,7 +8,6 @@ so re-runs and retries never duplicate anything. Debris of killed renderers on t
 `core.publish.remove_dead_debris` when a renderer starts.
 """
 
-import hashlib
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ from core import samples as sample_rules
 from core.layout import DATASET_JSON, Layout, LayoutError, read_dataset_json
 from core.process import pid_alive
 
-from render import compat, declared_layout, seeding, voxels
+from render import compat, declared_layout, identity, seeding, voxels
 from render.blender_scene import BlenderScene
 from render.settings import BatchSettings, DatasetSettings, RenderingSettings
 from render.spec import SceneSpec, VoxelSpec, records_json
@@ -37,12 +36,6 @@ SIDECAR_FORMAT_VERSION = 1
 
 class DatasetMismatchError(RuntimeError):
     """The output folder holds a dataset made with another configuration."""
-
-
-def config_hash(config_str: str) -> str:
-    """Hash of the gin bindings that decide what the samples look like (the `batch.*` range bindings excluded)."""
-    lines = [line for line in config_str.splitlines() if line.strip() and not line.startswith("batch.")]
-    return hashlib.sha256("\n".join(sorted(lines)).encode("utf-8")).hexdigest()
 
 
 _SCRATCH_PREFIX = "nsd-render-"
@@ -89,7 +82,8 @@ class DatasetRenderer:
                              "e.g. `dataset.generator = @selfstudy_scene` (see config/render_single.gin)")
         self.rendering = RenderingSettings()
         batch = BatchSettings()
-        self.config_hash = config_hash(gin.config_str())
+        self.config_hash = identity.config_hash(gin.config_str())
+        self.identity: dict = {}
         scratch_root = Path("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
         _sweep_dead_scratch(scratch_root)
         self._work = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-", dir=scratch_root))
@@ -106,12 +100,38 @@ class DatasetRenderer:
         """Sample `index`'s spec: plain data, cheap to draw again."""
         return self.settings.generator(seeding.sample_rng(self.settings.seed, index), index)
 
-    def declared_layout(self) -> Layout:
+    def declared_layout(self, first: SceneSpec | None = None) -> Layout:
         """The layout this configuration declares: derived from sample 0's spec, whichever samples this process
         renders, so every shard of a dataset declares the same one."""
-        return declared_layout.declare(self._draw(0), "exr" if self.rendering.render_exr else "png",
+        return declared_layout.declare(first or self._draw(0), "exr" if self.rendering.render_exr else "png",
                                        self.settings.layout_kind, self.settings.name,
                                        albedo=self.rendering.albedo_pass)
+
+    def _identity(self, first: SceneSpec) -> dict:
+        """What every sample of this dataset must share (render.identity), from the config and sample 0."""
+        return {"generator": self.settings.name, "seed": self.settings.seed, "config_hash": self.config_hash,
+                "assets_digest": identity.assets_digest(first), "blender_version": compat.VERSION_STRING,
+                "threads": self.threads}
+
+    def _check_samples_on_disk(self) -> None:
+        """Without dataset.json, the samples already in the folder must have been made by this very config."""
+        for folder in sorted(p for p in self.samples_dir.iterdir() if sample_rules.SAMPLE_DIR_RE.match(p.name)):
+            sidecar_path = folder / sample_rules.SIDECAR
+            try:
+                sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise DatasetMismatchError(f"{sidecar_path} is corrupt ({err}); delete that sample folder and "
+                                           "continue") from None
+            found = {**sidecar, "seed": sidecar.get("dataset_seed")}
+            if "config_hash" in sidecar:  # written with its identity: no assets_digest means primitives only
+                found.setdefault("assets_digest", None)
+            differ = identity.mismatches(self.identity, found)
+            if differ:
+                raise DatasetMismatchError(
+                    f"{self.dataset_dir} has no dataset.json and its sample {folder.name} was made differently "
+                    f"({'; '.join(differ)}); render into another -d NAME, or delete the folder")
 
     def prepare(self) -> None:
         """Creates the folder, checks or writes dataset.json (with the layout declared from sample 0, before
@@ -122,16 +142,22 @@ class DatasetRenderer:
             LayoutError: the generator's first sample cannot be declared (e.g. its views disagree), or
                 dataset.json is corrupt.
         """
-        layout = self.declared_layout()  # first: a generator that cannot draw sample 0 leaves no folder behind
+        first = self._draw(0)  # first: a generator that cannot draw sample 0 leaves no folder behind
+        layout = self.declared_layout(first)
+        self.identity = self._identity(first)
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         path = self.dataset_dir / DATASET_JSON
         if path.exists():
-            existing = read_dataset_json(self.dataset_dir)
-            if existing.get("config_hash") != self.config_hash:
+            try:
+                existing = read_dataset_json(self.dataset_dir)
+            except LayoutError as err:
+                raise DatasetMismatchError(str(err)) from None
+            differ = identity.mismatches(self.identity, existing)
+            if differ:
                 raise DatasetMismatchError(
-                    f"{self.dataset_dir} holds a dataset made with another configuration "
-                    f"(config hash {existing.get('config_hash', '?')[:12]} != {self.config_hash[:12]}); "
-                    "render into another -d NAME or delete that folder"
+                    f"{self.dataset_dir} holds a dataset made differently ({'; '.join(differ)}); render into "
+                    "another -d NAME or delete that folder (a changed assets_digest means the asset index was "
+                    "re-indexed since the dataset was started)"
                 )
             if "layout" in existing:
                 self.layout = self._check_existing_layout(existing["layout"], layout, path)
@@ -139,15 +165,10 @@ class DatasetRenderer:
                 logger.info("%s has no layout declaration (format %s); resuming without one",
                             path, existing.get("format_version"))
         else:
-            info = {
-                "format_version": DATASET_FORMAT_VERSION,
-                "generator": self.settings.name,
-                "seed": self.settings.seed,
-                "config_hash": self.config_hash,
-                "blender_version": compat.VERSION_STRING,
-                "threads": self.threads,
-                "layout": layout.to_json(),
-            }
+            self._check_samples_on_disk()
+            info = {"format_version": DATASET_FORMAT_VERSION, **self.identity, "layout": layout.to_json()}
+            if info["assets_digest"] is None:  # scenes of primitives: no catalogue to pin
+                del info["assets_digest"]
             publish.write_text(path, json.dumps(info, indent=1, sort_keys=True) + "\n")
             self.layout = layout
         publish.remove_dead_debris(self.samples_dir)
@@ -204,6 +225,9 @@ class DatasetRenderer:
                 }
                 if spec.split is not None:
                     sidecar["split"] = spec.split
+                sidecar["config_hash"] = self.config_hash
+                if self.identity.get("assets_digest"):
+                    sidecar["assets_digest"] = self.identity["assets_digest"]
                 if spec.voxels:  # only then: other datasets keep their sidecar bytes
                     sidecar["arrays"] = {grid.name: _write_voxels(grid, staged.path) for grid in spec.voxels}
                 # written last: a folder holding its sidecar is complete (core.samples)

@@ -44,5 +44,5 @@ def test_mesh_that_fails_to_import_is_named_and_leaves_no_sample(tmp_path):
 def test_a_dataset_folder_made_with_another_config_is_refused(tmp_path):
     run_render(tmp_path, "ds", *TINY, "--count", "1")
     proc = run_render(tmp_path, "ds", *TINY, "-p", "lighting.r = 1.0", "--count", "1", check=False)
-    assert proc.returncode != 0 and "another configuration" in proc.stderr
+    assert proc.returncode != 0 and "made differently (config_hash " in proc.stderr
     assert sorted(p.name for p in (tmp_path / "ds" / "samples").iterdir()) == ["000000"]
