@@ -22,7 +22,7 @@ from core.layout import DATASET_JSON, Layout, LayoutError, read_dataset_json
 from core.process import pid_alive
 
 from render import compat, declared_layout, identity, seeding, voxels
-from render.blender_scene import BlenderScene
+from render.blender_scene import BlenderScene, MeshImportError
 from render.settings import BatchSettings, DatasetSettings, RenderingSettings
 from render.spec import SceneSpec, VoxelSpec, records_json
 
@@ -81,7 +81,7 @@ class DatasetRenderer:
             raise ValueError("dataset.generator is not bound; a dataset gin file must set it, "
                              "e.g. `dataset.generator = @selfstudy_scene` (see config/render_single.gin)")
         self.rendering = RenderingSettings()
-        batch = BatchSettings()
+        self.batch = batch = BatchSettings()
         self.config_hash = identity.config_hash(gin.config_str())
         self.identity: dict = {}
         scratch_root = Path("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
@@ -191,13 +191,58 @@ class DatasetRenderer:
         return sample_rules.is_complete(self.dataset_dir, index)
 
     def render_sample(self, index: int) -> bool:
-        """Renders and publishes sample `index`; returns False when it was already complete."""
+        """Renders and publishes sample `index`; returns False when it was already complete.
+
+        A mesh that fails to import publishes the sample as skipped (`batch.bad_mesh = 'skip'`, the default) or
+        raises (`'fail'`).
+        """
         if self.is_complete(index):
             return False
         seed = seeding.sample_seed(self.settings.seed, index)
         spec = self._draw(index)
         if self.layout is not None:
             declared_layout.check(spec, self.layout, self.settings.name, index)
+        try:
+            staged = self._render_into_folder(index, seed, spec)
+        except (MeshImportError, voxels.VoxelizationError) as err:
+            if self.batch.bad_mesh == "fail":
+                raise
+            logger.error("sample %d skipped: %s", index, err)
+            staged = self._publish_skipped(index, seed, spec, err)
+        if not staged.published:  # published meanwhile by another process: theirs is kept (same bytes)
+            return False
+        self.rendered += 1
+        operative = self.dataset_dir / "operative_config.gin"
+        if not operative.exists():
+            publish.write_text(operative, gin.operative_config_str())
+        return True
+
+    def _sidecar_head(self, index: int, seed: int, spec: SceneSpec) -> dict:
+        """The sidecar fields every sample carries, rendered or skipped: where it belongs and its identity."""
+        head = {
+            "format_version": SIDECAR_FORMAT_VERSION,
+            "dataset": self.dataset_dir.name,
+            "index": index,
+            "dataset_seed": self.settings.seed,
+            "seed": seed,
+            "generator": self.settings.name,
+            "blender_version": compat.VERSION_STRING,
+            "threads": self.threads,
+            "config_hash": self.config_hash,
+            "classes": list(spec.classes),
+        }
+        if self.identity.get("assets_digest"):
+            head["assets_digest"] = self.identity["assets_digest"]
+        if spec.split is not None:
+            head["split"] = spec.split
+        return head
+
+    def _write_sidecar(self, folder: Path, sidecar: dict) -> None:
+        # written last: a folder holding its sidecar is complete (core.samples)
+        (folder / sample_rules.SIDECAR).write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
+
+    def _render_into_folder(self, index: int, seed: int, spec: SceneSpec) -> publish.Staged:
+        """Renders sample `index` into its staged folder and publishes it (`staged.published` says whether)."""
         try:
             with publish.Staged(sample_rules.sample_dir(self.dataset_dir, index), folder=True) as staged:
                 scene_info = self.scene.build(spec)
@@ -206,38 +251,25 @@ class DatasetRenderer:
                     self.scene.render_view(view, (seed + v) & 0x7FFFFFFF, staged.path / f"view_{v:02d}{suffix}")
                     for v, view in enumerate(spec.views)
                 ]
-                sidecar = {
-                    "format_version": SIDECAR_FORMAT_VERSION,
-                    "dataset": self.dataset_dir.name,
-                    "index": index,
-                    "dataset_seed": self.settings.seed,
-                    "seed": seed,
-                    "generator": self.settings.name,
-                    "blender_version": compat.VERSION_STRING,
-                    "threads": self.threads,
+                self._write_sidecar(staged.path, {
+                    **self._sidecar_head(index, seed, spec),
                     "engine": "CYCLES",
                     "render_samples": self.rendering.render_samples,
                     "resolution": [self.rendering.resolution, self.rendering.resolution],
-                    "classes": list(spec.classes),
                     **scene_info,
                     "records": records_json(spec.records),
                     "views": views,
-                }
-                if spec.split is not None:
-                    sidecar["split"] = spec.split
-                sidecar["config_hash"] = self.config_hash
-                if self.identity.get("assets_digest"):
-                    sidecar["assets_digest"] = self.identity["assets_digest"]
-                if spec.voxels:  # only then: other datasets keep their sidecar bytes
-                    sidecar["arrays"] = {grid.name: _write_voxels(grid, staged.path) for grid in spec.voxels}
-                # written last: a folder holding its sidecar is complete (core.samples)
-                (staged.path / sample_rules.SIDECAR).write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
+                    # only with voxel grids: other datasets keep their sidecar bytes
+                    **({"arrays": {grid.name: _write_voxels(grid, staged.path) for grid in spec.voxels}}
+                       if spec.voxels else {}),
+                })
         finally:
             self.scene.clear()
-        if not staged.published:  # published meanwhile by another process: theirs is kept (same bytes)
-            return False
-        self.rendered += 1
-        operative = self.dataset_dir / "operative_config.gin"
-        if not operative.exists():
-            publish.write_text(operative, gin.operative_config_str())
-        return True
+        return staged
+
+    def _publish_skipped(self, index: int, seed: int, spec: SceneSpec, err: Exception) -> publish.Staged:
+        """Publishes sample `index` as skipped: a sidecar naming the error and no views (docs/formats.md §1)."""
+        with publish.Staged(sample_rules.sample_dir(self.dataset_dir, index), folder=True) as staged:
+            self._write_sidecar(staged.path, {**self._sidecar_head(index, seed, spec), "views": [],
+                                              "skipped": {"reason": str(err)}})
+        return staged

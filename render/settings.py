@@ -6,10 +6,39 @@ the original selfstudy configs so their gin files and `-p` bindings keep working
 gin fills it from the active bindings; explicit fields (never **kwargs) let gin reject misspelt bindings.
 """
 
+import dataclasses
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import gin
+
+
+def check_types(settings: object, scope: str) -> None:
+    """Refuses a binding of the wrong type with one message naming `scope.field`, the value and the type wanted.
+
+    Gin passes bound values through unchecked, so `rendering.resolution = 'big'` would otherwise fail much later
+    with a TypeError that names nothing. Ints are accepted where floats are wanted; bools are not ints here.
+    """
+    hints = typing.get_type_hints(type(settings))
+    for f in dataclasses.fields(settings):
+        value, wanted = getattr(settings, f.name), hints[f.name]
+        options = typing.get_args(wanted) if typing.get_origin(wanted) in (types.UnionType, typing.Union) else (wanted,)
+        plain = [t for t in options if isinstance(t, type)]
+        if len(plain) != len(options):  # a Callable or a parametrised type: left to the code that uses it
+            continue
+        if type(None) in plain and value is None:
+            continue
+        if float in plain and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if bool not in plain and isinstance(value, bool) and (int in plain or float in plain):
+            ok = False
+        else:
+            ok = isinstance(value, tuple(plain))
+        if not ok:
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in plain)
+            raise ValueError(f"{scope}.{f.name} = {value!r} has type {type(value).__name__}; it must be {names}")
 
 
 @gin.configurable("rendering")
@@ -51,6 +80,7 @@ class RenderingSettings:
     albedo_pass: bool = False
 
     def __post_init__(self) -> None:
+        check_types(self, "rendering")
         if self.renderer != "cycles":
             raise ValueError(f"rendering.renderer = {self.renderer!r} is not supported; use 'cycles'")
         if self.resolution < 1 or self.render_samples < 1:
@@ -95,6 +125,10 @@ class MaterialSettings:
     num_modes: int = 1
     texture_source: str = "procedural"
 
+    def __post_init__(self) -> None:
+        check_types(self, "material")
+
+
 
 @gin.configurable("lighting")
 @dataclass(frozen=True)
@@ -111,6 +145,10 @@ class LightingSettings:
     r: float = 0.0
     energy: float = 3.0
     ambient: float = 0.4
+
+    def __post_init__(self) -> None:
+        check_types(self, "lighting")
+
 
 
 @gin.configurable("object")
@@ -137,6 +175,10 @@ class ObjectSettings:
     random_warp: float = 0.0
     mesh_source: str = "primitives"
 
+    def __post_init__(self) -> None:
+        check_types(self, "object")
+
+
 
 @gin.configurable("sample")
 @dataclass(frozen=True)
@@ -162,6 +204,10 @@ class SampleSettings:
     spread: float = 0.9
     num_views: int = 1
 
+    def __post_init__(self) -> None:
+        check_types(self, "sample")
+
+
 
 @gin.configurable("batch")
 @dataclass(frozen=True)
@@ -172,11 +218,21 @@ class BatchSettings:
         num_samples: how many samples to render.
         idx_offset: index of the first one.
         cache_obj_frames: keep imported meshes in memory between samples of one process (bounded).
+        bad_mesh: what a mesh that fails to import does to its sample: "skip" publishes the sample as skipped
+            (its sidecar names the mesh and the error, it has no views, consolidation and validation list it)
+            so the shard's other samples are kept; "fail" ends the run with the error.
     """
 
     num_samples: int = 10
     idx_offset: int = 0
     cache_obj_frames: bool = True
+    bad_mesh: str = "skip"
+
+    def __post_init__(self) -> None:
+        check_types(self, "batch")
+        if self.bad_mesh not in ("skip", "fail"):
+            raise ValueError(f"batch.bad_mesh = {self.bad_mesh!r}; use 'skip' or 'fail'")
+
 
 
 @gin.configurable("dataset")
@@ -200,6 +256,7 @@ class DatasetSettings:
     layout_kind: str | None = None
 
     def __post_init__(self) -> None:
+        check_types(self, "dataset")
         if self.layout_kind not in (None, "scene-major", "sample-major"):
             raise ValueError(f"dataset.layout_kind = {self.layout_kind!r}; use 'scene-major', 'sample-major' "
                              "or None (from the first sample's view count)")
