@@ -202,8 +202,14 @@ def _checked_mesh(vertices: np.ndarray, faces: np.ndarray, dim: int, name: str) 
     return mesh, dim
 
 
-def _closed_fill(mesh: trimesh.Trimesh, dim: int, name: str) -> np.ndarray:
-    """Solid grid of a watertight mesh: its surface voxels and the holes they enclose."""
+def _shell(mesh: trimesh.Trimesh, dim: int) -> np.ndarray:
+    """Surface voxels of a unit-cube mesh (index space: voxel i is centred at i, its cell [i - 0.5, i + 0.5])."""
+    return _surface_voxels((mesh.triangles + 0.5) * dim - 0.5, dim)
+
+
+def _closed_fill(mesh: trimesh.Trimesh, dim: int, name: str, shell: np.ndarray | None = None) -> np.ndarray:
+    """Solid grid of a watertight mesh: its surface voxels (`shell`, computed when None) and the holes they
+    enclose."""
     if not mesh.is_watertight:
         _, uses = np.unique(mesh.edges_sorted, axis=0, return_counts=True)
         raise OpenMeshError(
@@ -213,9 +219,8 @@ def _closed_fill(mesh: trimesh.Trimesh, dim: int, name: str) -> np.ndarray:
     if abs(mesh.volume) < 1e-12:
         raise OpenMeshError(f"{name}: closed surface encloses no volume (flat or self-cancelling)")
 
-    # Index space: voxel i is centred at i, its cell [i - 0.5, i + 0.5].
-    triangles = (mesh.triangles + 0.5) * dim - 0.5
-    shell = _surface_voxels(triangles, dim)
+    if shell is None:
+        shell = _shell(mesh, dim)
     solid = np.asarray(morphology.fill(voxel_encoding.DenseEncoding(shell), method="holes").dense, dtype=bool)
     # A gap in the shell lets the fill's background leak inside, leaving only the shell: a grid far below the
     # mesh's own volume. (Thin parts are all shell anyway, so this only fires where a leak loses voxels.)
@@ -245,15 +250,18 @@ def voxelize_mesh(vertices: np.ndarray, faces: np.ndarray, dim: int = 64, name: 
     if fill not in FILL_METHODS:
         raise VoxelizationError(f"{name}: fill = {fill!r}; use one of {FILL_METHODS}")
     mesh, dim = _checked_mesh(vertices, faces, dim, name)
-    if fill != "carve":
+    shell = None  # sampled once: a closed fill that leaks is carved from the same surface voxels
+    # "auto" skips the closed fill of an open mesh outright (its error message alone costs a sort of the edges)
+    if fill == "closed" or (fill == "auto" and mesh.is_watertight):
+        if mesh.is_watertight:
+            shell = _shell(mesh, dim)
         try:
-            return _frozen(VoxelGrid(_closed_fill(mesh, dim, name), "closed"))
+            return _frozen(VoxelGrid(_closed_fill(mesh, dim, name, shell), "closed"))
         except OpenMeshError as err:
             if fill == "closed":
                 raise
             logger.debug("%s; carving instead", err)
-    shell = _surface_voxels((mesh.triangles + 0.5) * dim - 0.5, dim)
-    return _frozen(VoxelGrid(carve(shell), "carve"))
+    return _frozen(VoxelGrid(carve(_shell(mesh, dim) if shell is None else shell), "carve"))
 
 
 def carve(shell: np.ndarray) -> np.ndarray:
