@@ -10,8 +10,13 @@ checks every later sample against it; consolidation reads it instead of guessing
       "channels": ["rgb", "depth", ...],   # what each view file carries, from CHANNELS
       "view_records": {"azimuth": []},     # per-view numbers in the sidecar's views[i]["records"], with shapes
       "sample_records": {"light": [3]},    # per-sample numbers in the sidecar's "records", with shapes
-      "split": "index % 12"                # or "declared": each sidecar names its "split"
+      "split": "index % 12",               # or "declared": each sidecar names its "split"
+      "sample_arrays": {"voxels": [64, 64, 64]}  # optional: per-sample arrays, each a file in the sample folder
     }
+
+A per-sample array `NAME` of shape (D, D, D) is a uint8 0/1 occupancy grid stored as `NAME.binvox` in the sample
+folder (render/voxels.py) and named in the sidecar's "arrays" (docs/formats.md §1). The key is written only when
+a dataset has such arrays, so the declarations of datasets without them are unchanged.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ class Layout:
         view_records: per-view record name -> shape (() for a scalar), e.g. {"azimuth": (), "offset": (3,)}.
         sample_records: per-sample record name -> shape.
         split: "index % 12" or "declared" (each sidecar names its split).
+        sample_arrays: per-sample array name -> shape, each a uint8 occupancy grid `NAME.binvox` in the sample
+            folder, e.g. {"voxels": (64, 64, 64)}; consolidation stores it as a per-scene dataset.
     """
 
     kind: str
@@ -63,6 +70,7 @@ class Layout:
     view_records: dict[str, tuple[int, ...]] = field(default_factory=dict)
     sample_records: dict[str, tuple[int, ...]] = field(default_factory=dict)
     split: str = SPLIT_RULE
+    sample_arrays: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -80,6 +88,10 @@ class Layout:
             raise LayoutError("PNG views carry colour only: channels must be ['rgb']")
         if self.split not in SPLIT_RULES:
             raise LayoutError(f"layout split {self.split!r} is not one of {SPLIT_RULES}")
+        for name, shape in self.sample_arrays.items():
+            if not name.isidentifier() or len(shape) != 3 or len(set(shape)) != 1:
+                raise LayoutError(f"layout sample_arrays: {name!r} must be a name with a cubic (D, D, D) shape "
+                                  f"(a voxel grid), got {list(shape)}")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +102,9 @@ class Layout:
             "view_records": {k: list(v) for k, v in sorted(self.view_records.items())},
             "sample_records": {k: list(v) for k, v in sorted(self.sample_records.items())},
             "split": self.split,
+            # only when present: datasets without per-sample arrays keep their dataset.json bytes
+            **({"sample_arrays": {k: list(v) for k, v in sorted(self.sample_arrays.items())}}
+               if self.sample_arrays else {}),
         }
 
     @classmethod
@@ -97,7 +112,8 @@ class Layout:
         """Parses a declaration; raises LayoutError naming `where` and the bad field."""
         if not isinstance(data, dict):
             raise LayoutError(f"{where}: the layout declaration must be a JSON object, got {type(data).__name__}")
-        known = {"kind", "views", "image_format", "channels", "view_records", "sample_records", "split"}
+        known = {"kind", "views", "image_format", "channels", "view_records", "sample_records", "split",
+                 "sample_arrays"}
         extra = sorted(set(data) - known)
         if extra:
             raise LayoutError(f"{where}: unknown layout keys {extra}; known: {sorted(known)}")
@@ -110,6 +126,7 @@ class Layout:
                 view_records={k: _shape(v, where) for k, v in sorted(data.get("view_records", {}).items())},
                 sample_records={k: _shape(v, where) for k, v in sorted(data.get("sample_records", {}).items())},
                 split=data.get("split", SPLIT_RULE),
+                sample_arrays={k: _shape(v, where) for k, v in sorted(data.get("sample_arrays", {}).items())},
             )
         except KeyError as err:
             raise LayoutError(f"{where}: the layout declaration lacks {err}") from None

@@ -221,6 +221,8 @@ class BlenderScene:
         compat.disable_stamps(scene.render)
         layer = scene.view_layers[0]
         layer.use_pass_z = layer.use_pass_object_index = layer.use_pass_material_index = layer.use_pass_normal = True
+        # off unless asked for: an extra pass changes nothing in the other passes' pixels but adds channels
+        layer.use_pass_diffuse_color = r.albedo_pass
         if r.render_exr:
             compat.configure_multilayer_exr(scene.render.image_settings)
         else:
@@ -332,6 +334,8 @@ class BlenderScene:
         color = (*spec.color, 1.0)
         bsdf.inputs["Base Color"].default_value = color
         bsdf.inputs["Roughness"].default_value = spec.roughness
+        if spec.specular is not None:
+            compat.principled_input(bsdf, "Specular IOR Level").default_value = spec.specular
         if spec.emission > 0:
             compat.principled_input(bsdf, "Emission Color").default_value = color
             bsdf.inputs["Emission Strength"].default_value = spec.emission

@@ -20,6 +20,7 @@ PASS_NAMES: dict[str, tuple[str, ...]] = {
     "instance": ("Object Index", "IndexOB"),
     "semantic": ("Material Index", "IndexMA"),
     "normal": ("Normal",),
+    "albedo": ("Diffuse Color", "DiffCol"),  # only when rendering.albedo_pass enables the pass
 }
 
 
@@ -85,8 +86,9 @@ def new_material(name: str) -> "bpy.types.Material":
 
 
 def principled_input(node: "bpy.types.Node", name: str) -> "bpy.types.NodeSocket":
-    """A Principled BSDF input by its 4.x+ name; 3.x called the emission colour 'Emission'."""
-    aliases = {"Emission Color": ("Emission Color", "Emission")}
+    """A Principled BSDF input by its 4.x+ name; 3.x called the emission colour 'Emission' and the specular
+    level 'Specular'."""
+    aliases = {"Emission Color": ("Emission Color", "Emission"), "Specular IOR Level": ("Specular IOR Level", "Specular")}
     for candidate in aliases.get(name, (name,)):
         if candidate in node.inputs:
             return node.inputs[candidate]

@@ -21,10 +21,10 @@ from core import samples as sample_rules
 from core.layout import DATASET_JSON, Layout, LayoutError, read_dataset_json
 from core.process import pid_alive
 
-from render import compat, declared_layout, identity, seeding
+from render import compat, declared_layout, identity, seeding, voxels
 from render.blender_scene import BlenderScene, MeshImportError
 from render.settings import BatchSettings, DatasetSettings, RenderingSettings
-from render.spec import SceneSpec, records_json
+from render.spec import SceneSpec, VoxelSpec, records_json
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,20 @@ def _sweep_dead_scratch(root: Path) -> None:
         pid = folder.name[len(_SCRATCH_PREFIX):].split("-", 1)[0]
         if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_voxels(grid: VoxelSpec, folder: Path) -> dict:
+    """Writes `<name>.binvox` of a voxel grid into the (staged) sample folder; returns its sidecar entry.
+
+    Raises:
+        voxels.VoxelizationError: the mesh cannot be voxelised (the sample is then not published at all).
+    """
+    out = voxels.voxelize_file(grid.source, grid.dim, grid.fill)
+    name = f"{grid.name}.binvox"
+    voxels.write_binvox(folder / name, out.grid)
+    return {"file": name, "shape": [grid.dim] * 3, "dtype": "uint8", "source": grid.source, "fill": out.fill,
+            "occupied": int(out.grid.sum()), "translate": list(voxels.UNIT_CUBE_TRANSLATE),
+            "scale": voxels.UNIT_CUBE_SCALE}
 
 
 class DatasetRenderer:
@@ -90,7 +104,8 @@ class DatasetRenderer:
         """The layout this configuration declares: derived from sample 0's spec, whichever samples this process
         renders, so every shard of a dataset declares the same one."""
         return declared_layout.declare(first or self._draw(0), "exr" if self.rendering.render_exr else "png",
-                                       self.settings.layout_kind, self.settings.name)
+                                       self.settings.layout_kind, self.settings.name,
+                                       albedo=self.rendering.albedo_pass)
 
     def _identity(self, first: SceneSpec) -> dict:
         """What every sample of this dataset must share (render.identity), from the config and sample 0."""
@@ -189,7 +204,7 @@ class DatasetRenderer:
             declared_layout.check(spec, self.layout, self.settings.name, index)
         try:
             staged = self._render_into_folder(index, seed, spec)
-        except MeshImportError as err:
+        except (MeshImportError, voxels.VoxelizationError) as err:
             if self.batch.bad_mesh == "fail":
                 raise
             logger.error("sample %d skipped: %s", index, err)
@@ -244,6 +259,9 @@ class DatasetRenderer:
                     **scene_info,
                     "records": records_json(spec.records),
                     "views": views,
+                    # only with voxel grids: other datasets keep their sidecar bytes
+                    **({"arrays": {grid.name: _write_voxels(grid, staged.path) for grid in spec.voxels}}
+                       if spec.voxels else {}),
                 })
         finally:
             self.scene.clear()

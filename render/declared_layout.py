@@ -12,6 +12,8 @@ from render.spec import Records, SceneSpec, record_shape
 
 #: What each view file carries (render/view_output.py writes these channels into the canonical EXR).
 EXR_CHANNELS = ("rgb", "depth", "instance", "semantic", "normal")
+#: ... and with `rendering.albedo_pass`, the diffuse colour.
+ALBEDO_CHANNEL = "albedo"
 PNG_CHANNELS = ("rgb",)
 
 
@@ -37,7 +39,11 @@ def _describe(shapes: dict[str, tuple[int, ...]]) -> str:
     return "{" + ", ".join(f"{k}: {list(v)}" for k, v in sorted(shapes.items())) + "}"
 
 
-def declare(spec: SceneSpec, image_format: str, kind: str | None, generator: str) -> Layout:
+def _arrays(spec: SceneSpec) -> dict[str, tuple[int, ...]]:
+    return {v.name: (v.dim, v.dim, v.dim) for v in spec.voxels}
+
+
+def declare(spec: SceneSpec, image_format: str, kind: str | None, generator: str, albedo: bool = False) -> Layout:
     """The layout of a dataset whose samples look like `spec` (its first sample).
 
     Args:
@@ -46,6 +52,7 @@ def declare(spec: SceneSpec, image_format: str, kind: str | None, generator: str
         kind: "scene-major" or "sample-major" when the config says so (`dataset.layout_kind`); None takes
             scene-major exactly when the sample has more than one view.
         generator: the generator's name, for messages.
+        albedo: the views carry the albedo channel (`rendering.albedo_pass`; EXR only).
     Raises:
         LayoutMismatchError: the sample's views disagree among themselves in their records.
         LayoutError: a kind that cannot hold the sample (sample-major with several views).
@@ -58,10 +65,11 @@ def declare(spec: SceneSpec, image_format: str, kind: str | None, generator: str
             kind=kind,
             views=views,
             image_format=image_format,
-            channels=EXR_CHANNELS if image_format == "exr" else PNG_CHANNELS,
+            channels=(EXR_CHANNELS + (ALBEDO_CHANNEL,) * albedo) if image_format == "exr" else PNG_CHANNELS,
             view_records=_view_record_shapes(spec, f"generator {generator!r} sample 0"),
             sample_records=_shapes(spec.records),
             split="declared" if spec.split is not None else SPLIT_RULE,
+            sample_arrays=_arrays(spec),
         )
     except LayoutMismatchError:
         raise
@@ -77,6 +85,7 @@ def check(spec: SceneSpec, layout: Layout, generator: str, index: int) -> None:
         "view_records": _view_record_shapes(spec, where),
         "sample_records": _shapes(spec.records),
         "split": "declared" if spec.split is not None else SPLIT_RULE,
+        "sample_arrays": _arrays(spec),
     }
     for field, value in got.items():
         declared = getattr(layout, field)

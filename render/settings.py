@@ -62,6 +62,9 @@ class RenderingSettings:
         denoise_quality: OIDN's "high", "balanced" or "fast" filter (fast costs half of high at 64x64; Blender
             before 4.1 always uses "high").
         max_bounces: most light bounces of a path (Cycles' default 12; simple diffuse rooms look the same with 3).
+        albedo_pass: also write Cycles' Diffuse Color pass (the surface's diffuse base colour, linear, 0 where
+            nothing was hit) into the canonical EXR as `albedo.R/G/B` (RenderNet's albedo target). Off by default,
+            so datasets that do not ask for it keep their bytes.
     """
 
     resolution: int = 128
@@ -74,6 +77,7 @@ class RenderingSettings:
     filter_width: float = 1.5
     denoise_quality: str = "high"
     max_bounces: int = 12
+    albedo_pass: bool = False
 
     def __post_init__(self) -> None:
         check_types(self, "rendering")
@@ -92,6 +96,8 @@ class RenderingSettings:
             raise ValueError(f"rendering.denoise_quality = {self.denoise_quality!r}; use 'high', 'balanced' or 'fast'")
         if self.max_bounces < 0:
             raise ValueError(f"rendering.max_bounces must be >= 0, got {self.max_bounces}")
+        if self.albedo_pass and not self.render_exr:
+            raise ValueError("rendering.albedo_pass needs rendering.render_exr = True: PNG views carry colour only")
 
 
 @gin.configurable("material")

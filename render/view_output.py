@@ -25,7 +25,7 @@ def read_blender_exr(path: Path, pass_names: dict[str, tuple[str, ...]]) -> dict
         pass_names: canonical pass -> Blender pass names (render.compat.PASS_NAMES).
     Returns:
         Canonical pass name -> float32 array, (H, W) or (H, W, C): "combined" (4), "depth", "instance",
-        "semantic" and "normal" (3) where present.
+        "semantic", "normal" (3) and "albedo" (3) where present.
     """
     channels = exr.read_exr(path)
     wanted = {alias: canonical for canonical, aliases in pass_names.items() for alias in aliases}
@@ -68,7 +68,17 @@ def canonical_channels(passes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "instance": np.where(hit, np.rint(passes["instance"]), 0).astype(np.uint32),
         "semantic": np.where(hit, np.rint(passes["semantic"]), 0).astype(np.uint32),
         "normal.X": normal[..., 0], "normal.Y": normal[..., 1], "normal.Z": normal[..., 2],
+        **_albedo(passes, hit),
     }
+
+
+def _albedo(passes: dict[str, np.ndarray], hit: np.ndarray) -> dict[str, np.ndarray]:
+    """`albedo.R/G/B` when Blender wrote the Diffuse Color pass (rendering.albedo_pass), else nothing, so views
+    rendered without it keep their channels and bytes. Linear, like the colour; 0 where nothing was hit."""
+    if "albedo" not in passes:
+        return {}
+    albedo = np.where(hit[..., None], passes["albedo"][..., :3], 0.0).astype(np.float32)
+    return {"albedo.R": albedo[..., 0], "albedo.G": albedo[..., 1], "albedo.B": albedo[..., 2]}
 
 
 def write_canonical_exr(path: Path, channels: dict[str, np.ndarray]) -> None:

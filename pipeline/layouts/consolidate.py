@@ -62,6 +62,7 @@ from pipeline.quality.raw_samples import (
     list_sample_dirs,
     load_sample,
 )
+from render.voxels import BinvoxError, read_binvox
 
 logger = logging.getLogger(__name__)
 
@@ -269,10 +270,12 @@ def _check_layout_usable(dataset_dir: Path, layout: Layout) -> None:
     clash = sorted((set(names) & reserved) | {n for n in names if names.count(n) > 1})
     if layout.kind == "scene-major":
         try:
-            SceneSpec(views=layout.views, height=1, width=1, channels=_scene_channels(layout),
-                      view_records=layout.view_records, sample_records=layout.sample_records)
+            _scene_spec(layout, (1, 1))
         except SceneFileError as exc:
             raise LayoutError(f"{where}: {exc}") from None
+    elif layout.sample_arrays:
+        raise LayoutError(f"{where}: per-sample arrays {sorted(layout.sample_arrays)} are stored in scene files "
+                          "only; declare the dataset scene-major (dataset.layout_kind = 'scene-major')")
     if clash:
         raise LayoutError(f"{where}: record names {clash} clash with each other or with the datasets of "
                           "docs/formats.md §2; rename them in the generator")
@@ -483,6 +486,7 @@ def _scene(task: _Task, sidecar: dict[str, Any], folder: Path) -> EncodedScene:
         if "albedo" in layout.channels:
             channels["albedo"] = np.stack([linear_to_srgb8(v.albedo) for v in exrs])
     spec = _scene_spec(layout, task.size)
+    arrays = {name: _sample_array(folder, sidecar, name, shape) for name, shape in layout.sample_arrays.items()}
     return encode_scene(
         spec, task.index, images,
         K=np.asarray([v["K"] for v in views], np.float64),
@@ -494,7 +498,25 @@ def _scene(task: _Task, sidecar: dict[str, Any], folder: Path) -> EncodedScene:
         view_records={name: np.asarray([(v.get("records") or {})[name] for v in views], np.float32).reshape(
             (len(views), *shape)) for name, shape in layout.view_records.items()},
         sample_records=_records(sidecar.get("records"), layout.sample_records),
+        scene_arrays=arrays,
     )
+
+
+def _sample_array(folder: Path, sidecar: dict[str, Any], name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A declared per-sample array: the binvox grid the sidecar's `arrays[name]["file"]` names (uint8 0/1)."""
+    entry = (sidecar.get("arrays") or {}).get(name)
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        raise SampleError(f"{folder / 'sample.json'}: no arrays.{name}.file, the layout declares {name} {list(shape)}")
+    path = folder / entry["file"]
+    try:
+        grid, _, _ = read_binvox(path)
+    except FileNotFoundError as exc:
+        raise SampleError(f"{path}: missing {name} file") from exc
+    except BinvoxError as exc:
+        raise SampleError(str(exc)) from exc
+    if grid.shape != tuple(shape):
+        raise SampleError(f"{path}: {name} grid is {list(grid.shape)}, the layout declares {list(shape)}")
+    return grid
 
 
 def _encode_task(task: _Task) -> tuple[str, int, Any]:
@@ -536,7 +558,8 @@ def generation_id(plan: _Plan) -> str:
 
 def _scene_spec(layout: Layout, size: tuple[int, int]) -> SceneSpec:
     return SceneSpec(views=layout.views, height=size[0], width=size[1], channels=_scene_channels(layout),
-                     view_records=layout.view_records, sample_records=layout.sample_records)
+                     view_records=layout.view_records, sample_records=layout.sample_records,
+                     scene_arrays={name: (shape, "uint8") for name, shape in layout.sample_arrays.items()})
 
 
 class _BucketWriter:

@@ -31,13 +31,18 @@ Read for RenderNet's own code (CONVENTIONS.md; tools/data_util.py, tools/utils.p
 
 The whole export is staged in one temporary folder beside `<out>` and renamed into place when complete
 (`core.publish.Staged`), so a killed export leaves no partial `<out>`. `<out>` must be absent or empty.
+
+Command line: `python -m pipeline.layouts.export_rendernet -d NAME --out DIR` (the scene files of
+DATA_DIR/NAME) or `--files scenes_train.h5 ... --out DIR`; `--help` lists the options.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import logging
 import os
+import sys
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -253,3 +258,56 @@ def _write_tar(final: Path, folder: Path, names: list[str]) -> None:
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             tar.addfile(info, io.BytesIO(data))
+
+
+SCENE_FILES = ("scenes_train.h5", "scenes_val.h5", "scenes_test.h5")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m pipeline.layouts.export_rendernet`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.layouts.export_rendernet",
+        description="Export a consolidated RenderNet dataset (scenes_{train,val,test}.h5 with voxels, "
+        "docs/formats.md §3) to RenderNet's layout: pose-named PNGs (+ _albedo / _normal), one binvox per "
+        "object and an uncompressed TAR of the shaded views per split.",
+        epilog="Example: python -m pipeline.layouts.export_rendernet -d rendernet --out /data/rendernet_export",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("-d", "--dataset_name", help="dataset folder under DATA_DIR, consolidated with "
+                        "`preprocess_data.py -d NAME -f`; its scenes_*.h5 files are exported")
+    source.add_argument("--files", nargs="+", type=Path, metavar="H5", help="scene files to export (one per split)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder; must be absent or empty")
+    parser.add_argument("--round-radius", action="store_true",
+                        help="round radii that one decimal does not hold instead of refusing them")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the export; returns 0 on success, 2 for missing inputs or a refused export (the reason is logged)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.files:
+        files = list(args.files)
+    else:
+        import paths
+
+        folder = paths.DATA_DIR / args.dataset_name
+        files = [folder / name for name in SCENE_FILES if (folder / name).is_file()]
+        if not files:
+            logger.error("%s holds no scene files (%s); consolidate it first: python preprocess_data.py -d %s -f",
+                         folder, ", ".join(SCENE_FILES), args.dataset_name)
+            return 2
+    try:
+        result = export_rendernet(files, args.out, round_radius=args.round_radius)
+    except ExportError as exc:
+        logger.error("%s", exc)
+        return 2
+    print(f"exported {result.objects} objects, {result.images} views into {result.folder} "
+          f"({', '.join(f'{k}: {v.name}' for k, v in sorted(result.tars.items()))})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -162,3 +162,27 @@ def test_an_empty_output_folder_is_used(tmp_path: Path) -> None:
     (tmp_path / "rn").mkdir()
     export_rendernet([tmp_path / "scenes_val.h5"], tmp_path / "rn")
     assert sorted(os.listdir(tmp_path / "rn")) == ["images", "images_val.tar", "voxels"]
+
+
+def test_command_line_exports_a_dataset_and_refuses_a_non_empty_folder(tmp_path: Path, monkeypatch, capsys) -> None:
+    import subprocess
+    import sys
+
+    import paths
+    from pipeline.layouts import export_rendernet as module
+
+    dataset = tmp_path / "data" / "rn"
+    dataset.mkdir(parents=True)
+    make_split_files(dataset)
+    monkeypatch.setattr(paths, "DATA_DIR", tmp_path / "data")
+    assert module.main(["-d", "rn", "--out", str(tmp_path / "out"), "-q"]) == 0
+    assert "exported 5 objects, 22 views" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "out")) == ["images", "images_train.tar", "images_val.tar", "voxels"]
+    before = sorted(p.name for p in (tmp_path / "out" / "images").iterdir())
+    assert module.main(["--files", str(dataset / "scenes_train.h5"), "--out", str(tmp_path / "out"), "-q"]) == 2
+    assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == before  # nothing written over
+    assert module.main(["-d", "missing", "--out", str(tmp_path / "out2"), "-q"]) == 2
+    assert not (tmp_path / "out2").exists()
+    helped = subprocess.run([sys.executable, "-m", "pipeline.layouts.export_rendernet", "--help"],
+                            capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+    assert "--out" in helped.stdout and "binvox" in helped.stdout

@@ -15,11 +15,14 @@ from render.voxels import (
     UNIT_CUBE_SCALE,
     UNIT_CUBE_TRANSLATE,
     BinvoxError,
+    OpenMeshError,
     VoxelizationError,
     load_mesh_file,
     normalise_to_unit_cube,
     read_binvox,
     voxelize,
+    voxelize_file,
+    voxelize_mesh,
     write_binvox,
 )
 
@@ -274,3 +277,92 @@ def test_real_assets_land_where_the_renderer_puts_them() -> None:
         grid = voxelize(ours, f, dim=32, name=asset.id)
         ijk = np.clip(np.floor((theirs + 0.5) * 32).astype(int), 0, 31)
         assert grid[ijk[:, 0], ijk[:, 1], ijk[:, 2]].all(), asset.id
+
+
+# ------------------------------------------------------------------------------------ open meshes: carving
+def open_box(lo: tuple[float, float, float], hi: tuple[float, float, float]) -> trimesh.Trimesh:
+    """A box whose top face (+z) is missing: 10 triangles, 4 edges bound one face only."""
+    b = box(lo, hi)
+    top = b.face_normals[:, 2] > 0.5
+    return trimesh.Trimesh(b.vertices, b.faces[~top], process=False)
+
+
+def shell_of(mesh: trimesh.Trimesh, dim: int) -> np.ndarray:
+    from render.voxels import _surface_voxels
+
+    return _surface_voxels((mesh.triangles + 0.5) * dim - 0.5, dim)
+
+
+def test_open_box_is_refused_by_closed_fill_and_carved_by_auto() -> None:
+    lo, hi = (-0.3, -0.3, -0.3), (0.3, 0.3, 0.3)
+    cup = open_box(lo, hi)
+    with pytest.raises(OpenMeshError, match="cup.obj.*not watertight"):
+        voxelize_mesh(cup.vertices, cup.faces, dim=32, name="cup.obj", fill="closed")
+    carved = voxelize_mesh(cup.vertices, cup.faces, dim=32, name="cup.obj", fill="auto")
+    assert carved.fill == "carve"
+    # the inside of a box without a top is seen from above (+z): carving keeps exactly its 5 walls, as binvox does
+    np.testing.assert_array_equal(carved.grid, shell_of(cup, 32).astype(np.uint8))
+    assert carved.grid[16, 16, 16] == 0 and carved.grid[16, 16, 2] == 0
+    closed = box(lo, hi)
+    solid = voxelize_mesh(closed.vertices, closed.faces, dim=32, name="box.obj", fill="auto")
+    assert solid.fill == "closed" and solid.grid[16, 16, 16] == 1
+
+
+def test_open_box_under_a_lid_is_filled_by_carving() -> None:
+    # a box without its top, with a larger plate floating above it: the inside is hidden from all 6 directions
+    # (walls on 4 sides, bottom below, the plate above), the gap between walls and plate is seen from the sides
+    lo, hi = (-0.3, -0.3, -0.4), (0.3, 0.3, 0.2)
+    cup = open_box(lo, hi)
+    lid = trimesh.creation.box(extents=(0.8, 0.8, 0.0))
+    lid = trimesh.Trimesh(lid.vertices + [0.0, 0.0, 0.35], lid.faces)
+    both = trimesh.util.concatenate([cup, lid])
+    out = voxelize_mesh(both.vertices, both.faces, dim=32, name="cup+lid", fill="auto")
+    assert out.fill == "carve"
+    c = centres(32)
+    cx, cy, cz = np.meshgrid(c, c, c, indexing="ij")
+    inside = (abs(cx) < 0.3) & (abs(cy) < 0.3) & (cz > -0.4) & (cz < 0.2)
+    gap = (abs(cx) < 0.25) & (abs(cy) < 0.25) & (cz > 0.25) & (cz < 0.3)
+    assert out.grid[inside].all(), "the hidden inside of the open box must be filled"
+    assert not out.grid[gap].any(), "the gap under the lid is seen from the sides: empty"
+
+
+def test_carve_equals_closed_fill_on_a_convex_closed_mesh() -> None:
+    s = trimesh.creation.icosphere(subdivisions=3, radius=0.4)
+    closed = voxelize_mesh(s.vertices, s.faces, dim=32, fill="closed")
+    carved = voxelize_mesh(s.vertices, s.faces, dim=32, fill="carve")
+    assert carved.fill == "carve" and closed.fill == "closed"
+    np.testing.assert_array_equal(carved.grid, closed.grid)
+    assert not carved.grid.flags.writeable  # shared from a cache: nobody may change it
+
+
+def test_real_open_chair_is_carved_into_a_solid() -> None:
+    from core.asset_index import load_index
+
+    chairs = load_index().meshes(source="sweethome3d", classes="chair")
+    for asset in chairs:
+        v, f = load_mesh_file(asset.path)
+        v = normalise_to_unit_cube(v, asset.id)
+        if not trimesh.Trimesh(v, f, process=True).is_watertight:
+            break
+    else:
+        raise AssertionError("every chair of the index is closed; the asset index changed")
+    with pytest.raises(OpenMeshError):
+        voxelize_mesh(v, f, dim=64, name=asset.id, fill="closed")
+    out = voxelize_file(str(asset.path), 64, "auto")
+    assert out.fill == "carve"
+    shell = shell_of(trimesh.Trimesh(v, f, process=True), 64)
+    assert (out.grid.astype(bool) >= shell).all()  # every surface voxel kept
+    assert out.grid.sum() > shell.sum()  # and something the surface hides filled
+    ijk = np.clip(np.rint((v + 0.5) * 64 - 0.5).astype(int), 0, 63)
+    assert out.grid[ijk[:, 0], ijk[:, 1], ijk[:, 2]].all()
+    # the same file gives the same grid (the renderer and the generator share it)
+    assert voxelize_file(str(asset.path), 64, "auto") is out
+
+
+def test_bad_fill_and_unreadable_file_name_the_mesh(tmp_path: Path) -> None:
+    b = box((-0.2, -0.2, -0.2), (0.2, 0.2, 0.2))
+    with pytest.raises(VoxelizationError, match="b.obj.*fill"):
+        voxelize_mesh(b.vertices, b.faces, name="b.obj", fill="parity")
+    (tmp_path / "broken.obj").write_text("this is no mesh\n")
+    with pytest.raises(VoxelizationError, match="broken.obj"):
+        voxelize_file(str(tmp_path / "broken.obj"), 32)
