@@ -9,6 +9,7 @@ so re-runs and retries never duplicate anything. Debris of killed renderers on t
 """
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from core.layout import DATASET_JSON, Layout, LayoutError, read_dataset_json
 from core.process import pid_alive
 
 from render import compat, declared_layout, seeding
-from render.blender_scene import BlenderScene
+from render.blender_scene import BlenderScene, MeshImportError
 from render.settings import BatchSettings, DatasetSettings, RenderingSettings
 from render.spec import SceneSpec, records_json
 
@@ -75,6 +76,10 @@ class DatasetRenderer:
                              "e.g. `dataset.generator = @selfstudy_scene` (see config/render_single.gin)")
         self.rendering = RenderingSettings()
         batch = BatchSettings()
+        self.bad_mesh, self.max_redraws = batch.bad_mesh, batch.max_redraws
+        if self.bad_mesh == "redraw" and "skip" not in inspect.signature(self.settings.generator).parameters:
+            raise ValueError(f"batch.bad_mesh = 'redraw' needs a generator that takes `skip` (mesh files to leave "
+                             f"out); {self.settings.name!r} does not: use batch.bad_mesh = 'fail'")
         self.config_hash = config_hash(gin.config_str())
         scratch_root = Path("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
         _sweep_dead_scratch(scratch_root)
@@ -88,9 +93,14 @@ class DatasetRenderer:
     def close(self) -> None:
         shutil.rmtree(self._work, ignore_errors=True)
 
-    def _draw(self, index: int) -> SceneSpec:
-        """Sample `index`'s spec: plain data, cheap to draw again."""
-        return self.settings.generator(seeding.sample_rng(self.settings.seed, index), index)
+    def _draw(self, index: int, skip: tuple[str, ...] = ()) -> SceneSpec:
+        """Sample `index`'s spec: plain data, cheap to draw again. A redraw after a mesh failed (`skip` = the mesh
+        files that failed, in failure order) starts from the same seed, so it depends on nothing but which files
+        fail."""
+        rng = seeding.sample_rng(self.settings.seed, index)
+        if skip:
+            return self.settings.generator(rng, index, skip=skip)
+        return self.settings.generator(rng, index)
 
     def declared_layout(self) -> Layout:
         """The layout this configuration declares: derived from sample 0's spec, whichever samples this process
@@ -155,13 +165,31 @@ class DatasetRenderer:
         return sample_rules.is_complete(self.dataset_dir, index)
 
     def render_sample(self, index: int) -> bool:
-        """Renders and publishes sample `index`; returns False when it was already complete."""
+        """Renders and publishes sample `index`; returns False when it was already complete.
+
+        Raises:
+            MeshImportError: a mesh file failed to import (with `batch.bad_mesh = 'redraw'`: failed again after
+                `batch.max_redraws` redraws); nothing of the sample is published.
+        """
         if self.is_complete(index):
             return False
+        skipped: list[dict] = []
+        while True:
+            spec = self._draw(index, tuple(s["mesh"] for s in skipped))
+            if self.layout is not None:
+                declared_layout.check(spec, self.layout, self.settings.name, index)
+            try:
+                return self._render_spec(index, spec, skipped)
+            except MeshImportError as err:
+                if self.bad_mesh != "redraw" or err.path is None or len(skipped) >= self.max_redraws:
+                    raise
+                logger.warning("sample %d: skipping mesh %s (%s); drawing the sample again without it",
+                               index, err.path, err)
+                skipped.append({"mesh": err.path, "error": str(err)})
+
+    def _render_spec(self, index: int, spec: SceneSpec, skipped: list[dict]) -> bool:
+        """Renders `spec` as sample `index` and publishes it; `skipped` lists mesh files redrawn away."""
         seed = seeding.sample_seed(self.settings.seed, index)
-        spec = self._draw(index)
-        if self.layout is not None:
-            declared_layout.check(spec, self.layout, self.settings.name, index)
         try:
             with publish.Staged(sample_rules.sample_dir(self.dataset_dir, index), folder=True) as staged:
                 scene_info = self.scene.build(spec)
@@ -189,6 +217,8 @@ class DatasetRenderer:
                 }
                 if spec.split is not None:
                     sidecar["split"] = spec.split
+                if skipped:
+                    sidecar["skipped_meshes"] = skipped
                 # written last: a folder holding its sidecar is complete (core.samples)
                 (staged.path / sample_rules.SIDECAR).write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
         finally:

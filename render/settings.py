@@ -166,11 +166,25 @@ class BatchSettings:
         num_samples: how many samples to render.
         idx_offset: index of the first one.
         cache_obj_frames: keep imported meshes in memory between samples of one process (bounded).
+        bad_mesh: what a mesh file that fails to import does to its sample: "fail" (the sample and so its shard
+            fail, the message naming the file) or "redraw" (logged with its path and skipped: the generator is
+            drawn again from the same seed with that file excluded, so every process redraws the same way;
+            needs a generator that takes `skip`, e.g. @enr_object). Not in the config hash: samples that render
+            are the same either way.
+        max_redraws: most redraws of one sample before it fails anyway.
     """
 
     num_samples: int = 10
     idx_offset: int = 0
     cache_obj_frames: bool = True
+    bad_mesh: str = "fail"
+    max_redraws: int = 5
+
+    def __post_init__(self) -> None:
+        if self.bad_mesh not in ("fail", "redraw"):
+            raise ValueError(f"batch.bad_mesh = {self.bad_mesh!r}; use 'fail' or 'redraw'")
+        if self.max_redraws < 0:
+            raise ValueError(f"batch.max_redraws must be >= 0, got {self.max_redraws}")
 
 
 @gin.configurable("dataset")
