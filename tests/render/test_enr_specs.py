@@ -3,13 +3,18 @@ translation moves, and the redraw rule, on the real chairs of the asset index.""
 
 import math
 
+import gin
 import numpy as np
 import pytest
 
+import paths
 from core.camera import on_sphere
 from core.sphere_paths import ENR_SOURCE_VIEW, ENR_TEST_VIEWS, archimedean_spiral
+from render import generators  # noqa: F401  (registers the generators with gin)
 from render.generators.enr import enr_object, load_objects, object_split, split_objects
+from render.gin_setup import parse_gin
 from render.seeding import sample_rng
+from render.settings import BatchSettings, DatasetSettings
 
 
 def _draw(index: int, **kwargs):
@@ -93,3 +98,24 @@ def test_bad_settings_are_named():
         _draw(0, split="training")
     with pytest.raises(ValueError, match="test_fraction"):
         _draw(0, val_fraction=0.5, test_fraction=0.5)
+
+
+@pytest.fixture()
+def clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+@pytest.mark.parametrize(("config", "transformation"), [("enr_rotation", "rotation"),
+                                                        ("enr_translation", "translation"),
+                                                        ("enr_rototranslation", "roto-translation")])
+def test_configs_parse_strictly_and_declare_one_split(clean_gin, config, transformation):
+    parse_gin([config], [], paths.CONFIG_DIR)
+    settings, batch = DatasetSettings(), BatchSettings()
+    assert settings.name == config and batch.bad_mesh == "redraw"
+    spec = settings.generator(sample_rng(settings.seed, 0), 0)
+    assert len(spec.views) == 50 and spec.split == "train" and spec.classes == ("chair",)
+    assert gin.query_parameter("enr_object.transformation") == transformation
+    parse_gin([config], ["enr_object.split = 'test'"], paths.CONFIG_DIR)
+    assert len(DatasetSettings().generator(sample_rng(0, 0), 0).views) == ENR_TEST_VIEWS
