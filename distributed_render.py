@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paths
+from core.layout import LayoutError
 from core.lock import DatasetLockedError, check_unlocked
 from core.samples import dataset_dir
 from pipeline.distribution.driver import is_nonempty_dir, render_dataset
@@ -140,16 +141,23 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--max_rss_mb must be > 0, got {args.max_rss_mb}")
 
 
-def validate_gin(plan: DatasetPlan) -> tuple[str, ...]:
-    """Parses the dataset's gin in the driver (no Blender needed); returns the gin files as absolute paths.
+def validate_gin(plan: DatasetPlan) -> tuple[tuple[str, ...], dict]:
+    """Parses the dataset's gin in the driver (no Blender needed); returns the gin files as absolute paths and
+    the identity every shard of the dataset must carry (generator, seed, config hash).
 
     Raises:
         render.gin_setup.ConfigError: unknown file or binding.
     """
+    import gin
+
     from render import generators  # noqa: F401  (registers the generators with gin)
     from render.gin_setup import parse_gin
+    from render.identity import config_hash
+    from render.settings import DatasetSettings
 
-    return tuple(str(p) for p in parse_gin(list(plan.gin_files), list(plan.bindings), paths.CONFIG_DIR))
+    files = tuple(str(p) for p in parse_gin(list(plan.gin_files), list(plan.bindings), paths.CONFIG_DIR))
+    settings = DatasetSettings()
+    return files, {"generator": settings.name, "seed": settings.seed, "config_hash": config_hash(gin.config_str())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,9 +177,12 @@ def main(argv: list[str] | None = None) -> int:
             # -t sizes Blender's task scheduler like render.blender_threads does for the bpy module
             launcher = (str(args.blender.resolve()), "-t", str(args.threads), "--background", "--factory-startup",
                         "--python")
-        jobs = [RenderJob(dataset_dir=dataset_dir((args.data_dir or paths.DATA_DIR).resolve(), plan.name),
-                          gin_files=validate_gin(plan), bindings=plan.bindings, config_dir=paths.CONFIG_DIR,
-                          threads=args.threads, launcher=launcher, fault=fault) for plan in plans]
+        jobs = []
+        for plan in plans:
+            gin_files, identity = validate_gin(plan)
+            jobs.append(RenderJob(dataset_dir=dataset_dir((args.data_dir or paths.DATA_DIR).resolve(), plan.name),
+                                  gin_files=gin_files, bindings=plan.bindings, config_dir=paths.CONFIG_DIR,
+                                  threads=args.threads, launcher=launcher, fault=fault, identity=identity))
         for job in jobs:  # a dataset another writer holds is refused naming it, whatever else is wrong
             check_unlocked(job.dataset_dir, "distributed_render.py")
         if not args.resume:
@@ -196,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 stats = render_dataset(job, args.num_samples, args.batch_size, options)
                 print(stats.line(), flush=True)
                 results.append(stats)
-    except (FatalRenderError, ManifestError, DatasetExistsError, DatasetLockedError) as err:
+    except (FatalRenderError, ManifestError, DatasetExistsError, DatasetLockedError, LayoutError) as err:
         print(f"distributed_render.py: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -3,8 +3,8 @@
 Steps (any combination; they run in this order):
 
     --validate   check the raw render output, write DATA_DIR/NAME/validation.json   (pipeline/quality/validate.py)
-    -f           consolidate into HDF5: imgs_XX.h5 buckets (single view, docs/formats.md §2) or
-                 scenes_{train,val,test}.h5 (multi-view, §3)                            (pipeline/layouts/consolidate.py)
+    -f           consolidate into HDF5, as dataset.json's layout declares: imgs_XX.h5 buckets (sample-major,
+                 docs/formats.md §2) or scenes_{train,val,test}.h5 (scene-major, §3)    (pipeline/layouts/consolidate.py)
     -p           build data_{res}[_lab].h5 from the buckets (§4)                        (pipeline/layouts/preprocess.py)
     --show N     write a contact sheet of N samples                                    (pipeline/quality/contact_sheet.py)
 
@@ -20,11 +20,11 @@ import sys
 from pathlib import Path
 
 import paths
+from core.samples import N_BUCKETS
 from pipeline.formats.hdf5 import DatasetBusyError
 from pipeline.layouts.consolidate import consolidate, default_jobs
 from pipeline.layouts.preprocess import preprocess
 from pipeline.quality.contact_sheet import make_contact_sheet
-from pipeline.quality.raw_samples import N_BUCKETS
 from pipeline.quality.validate import log_report, validate_raw, write_report
 
 logger = logging.getLogger("preprocess_data")
@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-d", "--dataset_name", required=True, help="dataset folder under DATA_DIR")
     step = parser.add_argument_group("steps")
     step.add_argument("-f", "--to_hdf5", action="store_true",
-                      help="consolidate: single-view datasets into imgs_XX.h5 buckets (bucket = index %% 12; 0-9 "
-                      "train, 10 val, 11 test), multi-view ones into scenes_{train,val,test}.h5")
+                      help="consolidate as dataset.json's layout declares: sample-major datasets into imgs_XX.h5 "
+                      "buckets (bucket = index %% 12; 0-9 train, 10 val, 11 test unless samples declare their split), "
+                      "scene-major ones into scenes_{train,val,test}.h5")
     step.add_argument("-p", "--preprocess", action="store_true",
                       help="build data_{res}[_lab].h5 (resized float16 NCHW images + dense targets) from the buckets")
     step.add_argument("--validate", action="store_true",
@@ -66,12 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write a contact sheet PNG of the first N samples (colour, depth, instance, semantic)")
     opt = parser.add_argument_group("options")
     opt.add_argument("-e", "--exr", action="store_true",
-                     help="require EXR views (the original -e). Targets (png_targets / depth, instance, semantic) "
+                     help="require EXR views (the original -e). Targets (png_targets + png_depth / depth, instance, semantic) "
                      "are stored whenever the views are EXR; PNG views give images only")
     opt.add_argument("-r", "--resolution", type=int, default=64, help="-p: output height in pixels (default 64)")
     opt.add_argument("-l", "--lab", action="store_true", help="-p: store CIE-LAB (L/100, a/128, b/128)")
     opt.add_argument("-b", "--buckets", type=parse_buckets, metavar="LIST",
-                     help="buckets to consolidate (-f, single-view) and to include (-p), e.g. 0-9 or 0,3,11 "
+                     help="buckets to consolidate (-f, sample-major) and to include (-p), e.g. 0-9 or 0,3,11 "
                      "(default all 12)")
     opt.add_argument("-c", "--compute_stats", action="store_true",
                      help="-p: store per-channel mean/std of the train rows in data_{res}.h5")

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import paths
+from core import samples as sample_rules
+from core.lock import DatasetLock, DatasetLockedError
 
 from render import generators  # noqa: F401  (registers the generators with gin)
 from render.blender_threads import load_blender
@@ -47,30 +49,34 @@ def script_args(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(script_args(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    dataset_dir = (args.data_dir or paths.DATA_DIR) / args.dataset_name
+    try:
+        dataset_dir = sample_rules.dataset_dir(args.data_dir or paths.DATA_DIR, args.dataset_name)
+    except ValueError as err:
+        print(f"render.py: error: -d: {err}", file=sys.stderr)
+        return 2
     created = not dataset_dir.exists()
     try:
         parse_gin(args.gin_config or ["render_single"], args.gin_param, paths.CONFIG_DIR)
-        batch = BatchSettings()
-        start = batch.idx_offset if args.start is None else args.start
-        count = batch.num_samples if args.count is None else args.count
-        if start < 0 or count < 0:
-            raise ConfigError(f"--start ({start}) and --count ({count}) must be >= 0")
+        start, count = _sample_range(args, BatchSettings())
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
         load_blender(args.threads)  # only once the config is known good
         from render.dataset import DatasetRenderer
 
-        renderer = DatasetRenderer(dataset_dir, threads=args.threads,
-                                   log_path=None if not args.verbose else Path("/dev/stderr"))
-        try:
-            renderer.prepare()
-            t0 = time.perf_counter()
-            for k, index in enumerate(range(start, start + count)):
-                renderer.render_sample(index)
-                if (k + 1) % 10 == 0 or k + 1 == count:
-                    logger.info("%d/%d samples (%.1f samples/s)", k + 1, count, (k + 1) / (time.perf_counter() - t0))
-        finally:
-            renderer.close()
-    except (ConfigError, AssetError, ValueError) as err:
+        with DatasetLock(dataset_dir, "render.py"):
+            renderer = DatasetRenderer(dataset_dir, threads=args.threads,
+                                       log_path=None if not args.verbose else Path("/dev/stderr"))
+            try:
+                renderer.prepare()
+                t0 = time.perf_counter()
+                for k, index in enumerate(range(start, start + count)):
+                    renderer.render_sample(index)
+                    if (k + 1) % 10 == 0 or k + 1 == count:
+                        logger.info("%d/%d samples (%.1f samples/s)", k + 1, count,
+                                    (k + 1) / (time.perf_counter() - t0))
+            finally:
+                renderer.close()
+    except (ConfigError, AssetError, ValueError, DatasetLockedError) as err:
         _drop_if_empty(dataset_dir, created)
         print(f"render.py: error: {err}", file=sys.stderr)
         return 2
@@ -82,6 +88,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     logger.info("rendered %d new samples into %s", renderer.rendered, dataset_dir)
     return 0
+
+
+def _sample_range(args: argparse.Namespace, batch: BatchSettings) -> tuple[int, int]:
+    """(first index, count) from --start/--count or the batch.* bindings, naming whichever was given.
+
+    Raises:
+        ConfigError: a negative start or a count below 1.
+    """
+    start, start_from = (batch.idx_offset, "batch.idx_offset") if args.start is None else (args.start, "--start")
+    count, count_from = (batch.num_samples, "batch.num_samples") if args.count is None else (args.count, "--count")
+    if start < 0:
+        raise ConfigError(f"{start_from} must be >= 0, got {start}")
+    if count < 1:
+        raise ConfigError(f"{count_from} must be >= 1, got {count} (nothing to render)")
+    return start, count
 
 
 def _drop_if_empty(dataset_dir: Path, created: bool) -> None:

@@ -8,7 +8,6 @@ so re-runs and retries never duplicate anything. Debris of killed renderers on t
 `core.publish.remove_dead_debris` when a renderer starts.
 """
 
-import hashlib
 import inspect
 import json
 import logging
@@ -23,7 +22,7 @@ from core import samples as sample_rules
 from core.layout import DATASET_JSON, Layout, LayoutError, read_dataset_json
 from core.process import pid_alive
 
-from render import compat, declared_layout, seeding
+from render import compat, declared_layout, identity, seeding
 from render.blender_scene import BlenderScene, MeshImportError
 from render.settings import BatchSettings, DatasetSettings, RenderingSettings
 from render.spec import SceneSpec, records_json
@@ -38,12 +37,6 @@ SIDECAR_FORMAT_VERSION = 1
 
 class DatasetMismatchError(RuntimeError):
     """The output folder holds a dataset made with another configuration."""
-
-
-def config_hash(config_str: str) -> str:
-    """Hash of the gin bindings that decide what the samples look like (the `batch.*` range bindings excluded)."""
-    lines = [line for line in config_str.splitlines() if line.strip() and not line.startswith("batch.")]
-    return hashlib.sha256("\n".join(sorted(lines)).encode("utf-8")).hexdigest()
 
 
 _SCRATCH_PREFIX = "nsd-render-"
@@ -75,12 +68,12 @@ class DatasetRenderer:
             raise ValueError("dataset.generator is not bound; a dataset gin file must set it, "
                              "e.g. `dataset.generator = @selfstudy_scene` (see config/render_single.gin)")
         self.rendering = RenderingSettings()
-        batch = BatchSettings()
-        self.bad_mesh, self.max_redraws = batch.bad_mesh, batch.max_redraws
-        if self.bad_mesh == "redraw" and "skip" not in inspect.signature(self.settings.generator).parameters:
+        self.batch = batch = BatchSettings()
+        if batch.bad_mesh == "redraw" and "skip" not in inspect.signature(self.settings.generator).parameters:
             raise ValueError(f"batch.bad_mesh = 'redraw' needs a generator that takes `skip` (mesh files to leave "
-                             f"out); {self.settings.name!r} does not: use batch.bad_mesh = 'fail'")
-        self.config_hash = config_hash(gin.config_str())
+                             f"out); {self.settings.name!r} does not: use 'skip' or 'fail'")
+        self.config_hash = identity.config_hash(gin.config_str())
+        self.identity: dict = {}
         scratch_root = Path("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
         _sweep_dead_scratch(scratch_root)
         self._work = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-", dir=scratch_root))
@@ -102,11 +95,37 @@ class DatasetRenderer:
             return self.settings.generator(rng, index, skip=skip)
         return self.settings.generator(rng, index)
 
-    def declared_layout(self) -> Layout:
+    def declared_layout(self, first: SceneSpec | None = None) -> Layout:
         """The layout this configuration declares: derived from sample 0's spec, whichever samples this process
         renders, so every shard of a dataset declares the same one."""
-        return declared_layout.declare(self._draw(0), "exr" if self.rendering.render_exr else "png",
+        return declared_layout.declare(first or self._draw(0), "exr" if self.rendering.render_exr else "png",
                                        self.settings.layout_kind, self.settings.name)
+
+    def _identity(self, first: SceneSpec) -> dict:
+        """What every sample of this dataset must share (render.identity), from the config and sample 0."""
+        return {"generator": self.settings.name, "seed": self.settings.seed, "config_hash": self.config_hash,
+                "assets_digest": identity.assets_digest(first), "blender_version": compat.VERSION_STRING,
+                "threads": self.threads}
+
+    def _check_samples_on_disk(self) -> None:
+        """Without dataset.json, the samples already in the folder must have been made by this very config."""
+        for folder in sorted(p for p in self.samples_dir.iterdir() if sample_rules.SAMPLE_DIR_RE.match(p.name)):
+            sidecar_path = folder / sample_rules.SIDECAR
+            try:
+                sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise DatasetMismatchError(f"{sidecar_path} is corrupt ({err}); delete that sample folder and "
+                                           "continue") from None
+            found = {**sidecar, "seed": sidecar.get("dataset_seed")}
+            if "config_hash" in sidecar:  # written with its identity: no assets_digest means primitives only
+                found.setdefault("assets_digest", None)
+            differ = identity.mismatches(self.identity, found)
+            if differ:
+                raise DatasetMismatchError(
+                    f"{self.dataset_dir} has no dataset.json and its sample {folder.name} was made differently "
+                    f"({'; '.join(differ)}); render into another -d NAME, or delete the folder")
 
     def prepare(self) -> None:
         """Creates the folder, checks or writes dataset.json (with the layout declared from sample 0, before
@@ -117,16 +136,22 @@ class DatasetRenderer:
             LayoutError: the generator's first sample cannot be declared (e.g. its views disagree), or
                 dataset.json is corrupt.
         """
-        layout = self.declared_layout()  # first: a generator that cannot draw sample 0 leaves no folder behind
+        first = self._draw(0)  # first: a generator that cannot draw sample 0 leaves no folder behind
+        layout = self.declared_layout(first)
+        self.identity = self._identity(first)
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         path = self.dataset_dir / DATASET_JSON
         if path.exists():
-            existing = read_dataset_json(self.dataset_dir)
-            if existing.get("config_hash") != self.config_hash:
+            try:
+                existing = read_dataset_json(self.dataset_dir)
+            except LayoutError as err:
+                raise DatasetMismatchError(str(err)) from None
+            differ = identity.mismatches(self.identity, existing)
+            if differ:
                 raise DatasetMismatchError(
-                    f"{self.dataset_dir} holds a dataset made with another configuration "
-                    f"(config hash {existing.get('config_hash', '?')[:12]} != {self.config_hash[:12]}); "
-                    "render into another -d NAME or delete that folder"
+                    f"{self.dataset_dir} holds a dataset made differently ({'; '.join(differ)}); render into "
+                    "another -d NAME or delete that folder (a changed assets_digest means the asset index was "
+                    "re-indexed since the dataset was started)"
                 )
             if "layout" in existing:
                 self.layout = self._check_existing_layout(existing["layout"], layout, path)
@@ -134,15 +159,10 @@ class DatasetRenderer:
                 logger.info("%s has no layout declaration (format %s); resuming without one",
                             path, existing.get("format_version"))
         else:
-            info = {
-                "format_version": DATASET_FORMAT_VERSION,
-                "generator": self.settings.name,
-                "seed": self.settings.seed,
-                "config_hash": self.config_hash,
-                "blender_version": compat.VERSION_STRING,
-                "threads": self.threads,
-                "layout": layout.to_json(),
-            }
+            self._check_samples_on_disk()
+            info = {"format_version": DATASET_FORMAT_VERSION, **self.identity, "layout": layout.to_json()}
+            if info["assets_digest"] is None:  # scenes of primitives: no catalogue to pin
+                del info["assets_digest"]
             publish.write_text(path, json.dumps(info, indent=1, sort_keys=True) + "\n")
             self.layout = layout
         publish.remove_dead_debris(self.samples_dir)
@@ -167,29 +187,68 @@ class DatasetRenderer:
     def render_sample(self, index: int) -> bool:
         """Renders and publishes sample `index`; returns False when it was already complete.
 
-        Raises:
-            MeshImportError: a mesh file failed to import (with `batch.bad_mesh = 'redraw'`: failed again after
-                `batch.max_redraws` redraws); nothing of the sample is published.
+        A mesh that fails to import publishes the sample as skipped (`batch.bad_mesh = 'skip'`, the default), is
+        left out of a redraw of the sample (`'redraw'`, up to `batch.max_redraws` times, then skipped), or raises
+        (`'fail'`).
         """
         if self.is_complete(index):
             return False
-        skipped: list[dict] = []
+        seed = seeding.sample_seed(self.settings.seed, index)
+        redrawn: list[dict] = []
         while True:
-            spec = self._draw(index, tuple(s["mesh"] for s in skipped))
+            spec = self._draw(index, tuple(r["mesh"] for r in redrawn))
             if self.layout is not None:
                 declared_layout.check(spec, self.layout, self.settings.name, index)
             try:
-                return self._render_spec(index, spec, skipped)
+                staged = self._render_into_folder(index, seed, spec, redrawn)
+                break
             except MeshImportError as err:
-                if self.bad_mesh != "redraw" or err.path is None or len(skipped) >= self.max_redraws:
+                if self.batch.bad_mesh == "fail":
                     raise
-                logger.warning("sample %d: skipping mesh %s (%s); drawing the sample again without it",
-                               index, err.path, err)
-                skipped.append({"mesh": err.path, "error": str(err)})
+                if self.batch.bad_mesh == "redraw" and err.path is not None and len(redrawn) < self.batch.max_redraws:
+                    logger.warning("sample %d: skipping mesh %s (%s); drawing the sample again without it",
+                                   index, err.path, err)
+                    redrawn.append({"mesh": err.path, "error": str(err)})
+                    continue
+                logger.error("sample %d skipped: %s", index, err)
+                staged = self._publish_skipped(index, seed, spec, err)
+                break
+        if not staged.published:  # published meanwhile by another process: theirs is kept (same bytes)
+            return False
+        self.rendered += 1
+        operative = self.dataset_dir / "operative_config.gin"
+        if not operative.exists():
+            publish.write_text(operative, gin.operative_config_str())
+        return True
 
-    def _render_spec(self, index: int, spec: SceneSpec, skipped: list[dict]) -> bool:
-        """Renders `spec` as sample `index` and publishes it; `skipped` lists mesh files redrawn away."""
-        seed = seeding.sample_seed(self.settings.seed, index)
+    def _sidecar_head(self, index: int, seed: int, spec: SceneSpec) -> dict:
+        """The sidecar fields every sample carries, rendered or skipped: where it belongs and its identity."""
+        head = {
+            "format_version": SIDECAR_FORMAT_VERSION,
+            "dataset": self.dataset_dir.name,
+            "index": index,
+            "dataset_seed": self.settings.seed,
+            "seed": seed,
+            "generator": self.settings.name,
+            "blender_version": compat.VERSION_STRING,
+            "threads": self.threads,
+            "config_hash": self.config_hash,
+            "classes": list(spec.classes),
+        }
+        if self.identity.get("assets_digest"):
+            head["assets_digest"] = self.identity["assets_digest"]
+        if spec.split is not None:
+            head["split"] = spec.split
+        return head
+
+    def _write_sidecar(self, folder: Path, sidecar: dict) -> None:
+        # written last: a folder holding its sidecar is complete (core.samples)
+        (folder / sample_rules.SIDECAR).write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
+
+    def _render_into_folder(self, index: int, seed: int, spec: SceneSpec,
+                            redrawn: list[dict] | None = None) -> publish.Staged:
+        """Renders sample `index` into its staged folder and publishes it (`staged.published` says whether);
+        `redrawn` lists the mesh files a redraw left out (the sidecar's `skipped_meshes`)."""
         try:
             with publish.Staged(sample_rules.sample_dir(self.dataset_dir, index), folder=True) as staged:
                 scene_info = self.scene.build(spec)
@@ -198,35 +257,23 @@ class DatasetRenderer:
                     self.scene.render_view(view, (seed + v) & 0x7FFFFFFF, staged.path / f"view_{v:02d}{suffix}")
                     for v, view in enumerate(spec.views)
                 ]
-                sidecar = {
-                    "format_version": SIDECAR_FORMAT_VERSION,
-                    "dataset": self.dataset_dir.name,
-                    "index": index,
-                    "dataset_seed": self.settings.seed,
-                    "seed": seed,
-                    "generator": self.settings.name,
-                    "blender_version": compat.VERSION_STRING,
-                    "threads": self.threads,
+                self._write_sidecar(staged.path, {
+                    **self._sidecar_head(index, seed, spec),
                     "engine": "CYCLES",
                     "render_samples": self.rendering.render_samples,
                     "resolution": [self.rendering.resolution, self.rendering.resolution],
-                    "classes": list(spec.classes),
                     **scene_info,
                     "records": records_json(spec.records),
                     "views": views,
-                }
-                if spec.split is not None:
-                    sidecar["split"] = spec.split
-                if skipped:
-                    sidecar["skipped_meshes"] = skipped
-                # written last: a folder holding its sidecar is complete (core.samples)
-                (staged.path / sample_rules.SIDECAR).write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
+                    **({"skipped_meshes": redrawn} if redrawn else {}),
+                })
         finally:
             self.scene.clear()
-        if not staged.published:  # published meanwhile by another process: theirs is kept (same bytes)
-            return False
-        self.rendered += 1
-        operative = self.dataset_dir / "operative_config.gin"
-        if not operative.exists():
-            publish.write_text(operative, gin.operative_config_str())
-        return True
+        return staged
+
+    def _publish_skipped(self, index: int, seed: int, spec: SceneSpec, err: Exception) -> publish.Staged:
+        """Publishes sample `index` as skipped: a sidecar naming the error and no views (docs/formats.md §1)."""
+        with publish.Staged(sample_rules.sample_dir(self.dataset_dir, index), folder=True) as staged:
+            self._write_sidecar(staged.path, {**self._sidecar_head(index, seed, spec), "views": [],
+                                              "skipped": {"reason": str(err)}})
+        return staged

@@ -36,7 +36,21 @@ def parse_gin(gin_files: list[str], bindings: list[str], config_dir: Path) -> li
             f"bad gin config ({_first_line(err)}) in files {[f.name for f in files]} / bindings {bindings}; "
             "check the spelling against the configurables documented in render/settings.py"
         ) from err
+    _check_settings()
     return files
+
+
+def _check_settings() -> None:
+    """Builds every settings class once, so a value of the wrong type or range fails here, naming its binding,
+    before Blender or Ray start (render.settings checks types and ranges when a class is built)."""
+    from render import settings  # here: settings imports nothing heavy, but gin_setup must stay import-light
+
+    for cls in (settings.RenderingSettings, settings.MaterialSettings, settings.LightingSettings,
+                settings.ObjectSettings, settings.SampleSettings, settings.BatchSettings, settings.DatasetSettings):
+        try:
+            cls()
+        except (ValueError, TypeError) as err:
+            raise ConfigError(_first_line(err)) from None
 
 
 def _first_line(err: BaseException) -> str:

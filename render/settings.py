@@ -6,10 +6,39 @@ the original selfstudy configs so their gin files and `-p` bindings keep working
 gin fills it from the active bindings; explicit fields (never **kwargs) let gin reject misspelt bindings.
 """
 
+import dataclasses
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import gin
+
+
+def check_types(settings: object, scope: str) -> None:
+    """Refuses a binding of the wrong type with one message naming `scope.field`, the value and the type wanted.
+
+    Gin passes bound values through unchecked, so `rendering.resolution = 'big'` would otherwise fail much later
+    with a TypeError that names nothing. Ints are accepted where floats are wanted; bools are not ints here.
+    """
+    hints = typing.get_type_hints(type(settings))
+    for f in dataclasses.fields(settings):
+        value, wanted = getattr(settings, f.name), hints[f.name]
+        options = typing.get_args(wanted) if typing.get_origin(wanted) in (types.UnionType, typing.Union) else (wanted,)
+        plain = [t for t in options if isinstance(t, type)]
+        if len(plain) != len(options):  # a Callable or a parametrised type: left to the code that uses it
+            continue
+        if type(None) in plain and value is None:
+            continue
+        if float in plain and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if bool not in plain and isinstance(value, bool) and (int in plain or float in plain):
+            ok = False
+        else:
+            ok = isinstance(value, tuple(plain))
+        if not ok:
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in plain)
+            raise ValueError(f"{scope}.{f.name} = {value!r} has type {type(value).__name__}; it must be {names}")
 
 
 @gin.configurable("rendering")
@@ -47,6 +76,7 @@ class RenderingSettings:
     max_bounces: int = 12
 
     def __post_init__(self) -> None:
+        check_types(self, "rendering")
         if self.renderer != "cycles":
             raise ValueError(f"rendering.renderer = {self.renderer!r} is not supported; use 'cycles'")
         if self.resolution < 1 or self.render_samples < 1:
@@ -89,6 +119,10 @@ class MaterialSettings:
     num_modes: int = 1
     texture_source: str = "procedural"
 
+    def __post_init__(self) -> None:
+        check_types(self, "material")
+
+
 
 @gin.configurable("lighting")
 @dataclass(frozen=True)
@@ -105,6 +139,10 @@ class LightingSettings:
     r: float = 0.0
     energy: float = 3.0
     ambient: float = 0.4
+
+    def __post_init__(self) -> None:
+        check_types(self, "lighting")
+
 
 
 @gin.configurable("object")
@@ -131,6 +169,10 @@ class ObjectSettings:
     random_warp: float = 0.0
     mesh_source: str = "primitives"
 
+    def __post_init__(self) -> None:
+        check_types(self, "object")
+
+
 
 @gin.configurable("sample")
 @dataclass(frozen=True)
@@ -156,6 +198,10 @@ class SampleSettings:
     spread: float = 0.9
     num_views: int = 1
 
+    def __post_init__(self) -> None:
+        check_types(self, "sample")
+
+
 
 @gin.configurable("batch")
 @dataclass(frozen=True)
@@ -166,25 +212,29 @@ class BatchSettings:
         num_samples: how many samples to render.
         idx_offset: index of the first one.
         cache_obj_frames: keep imported meshes in memory between samples of one process (bounded).
-        bad_mesh: what a mesh file that fails to import does to its sample: "fail" (the sample and so its shard
-            fail, the message naming the file) or "redraw" (logged with its path and skipped: the generator is
-            drawn again from the same seed with that file excluded, so every process redraws the same way;
-            needs a generator that takes `skip`, e.g. @enr_object). Not in the config hash: samples that render
-            are the same either way.
-        max_redraws: most redraws of one sample before it fails anyway.
+        bad_mesh: what a mesh that fails to import does to its sample: "skip" publishes the sample as skipped
+            (its sidecar names the mesh and the error, it has no views, consolidation and validation list it)
+            so the shard's other samples are kept; "redraw" logs the mesh with its path and draws the sample
+            again from the same seed with that file left out (`skip=`; needs a generator that takes it, e.g.
+            @enr_object), so every process redraws the same way and scene-major sets keep their scene count,
+            falling back to "skip" after `max_redraws`; "fail" ends the run with the error. Not in the config
+            hash: samples that render are the same either way.
+        max_redraws: most redraws of one sample under "redraw".
     """
 
     num_samples: int = 10
     idx_offset: int = 0
     cache_obj_frames: bool = True
-    bad_mesh: str = "fail"
+    bad_mesh: str = "skip"
     max_redraws: int = 5
 
     def __post_init__(self) -> None:
-        if self.bad_mesh not in ("fail", "redraw"):
-            raise ValueError(f"batch.bad_mesh = {self.bad_mesh!r}; use 'fail' or 'redraw'")
+        check_types(self, "batch")
+        if self.bad_mesh not in ("skip", "redraw", "fail"):
+            raise ValueError(f"batch.bad_mesh = {self.bad_mesh!r}; use 'skip', 'redraw' or 'fail'")
         if self.max_redraws < 0:
             raise ValueError(f"batch.max_redraws must be >= 0, got {self.max_redraws}")
+
 
 
 @gin.configurable("dataset")
@@ -208,6 +258,7 @@ class DatasetSettings:
     layout_kind: str | None = None
 
     def __post_init__(self) -> None:
+        check_types(self, "dataset")
         if self.layout_kind not in (None, "scene-major", "sample-major"):
             raise ValueError(f"dataset.layout_kind = {self.layout_kind!r}; use 'scene-major', 'sample-major' "
                              "or None (from the first sample's view count)")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core import camera
+from core.camera import sphere_angles
 from pipeline.formats.exr import read_view_exr, write_view_exr
 from pipeline.formats.png import encode_png8, linear_to_srgb8
 
@@ -27,22 +29,9 @@ BACKGROUND = np.array([0.05, 0.05, 0.06], np.float32)
 FOV_DEG = 50.0
 
 
-def _look_at_opencv(position: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """OpenCV camera-to-world (x right, y down, z forward) looking from ``position`` at ``target``."""
-    forward = target - position
-    forward = forward / np.linalg.norm(forward)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right = right / np.linalg.norm(right)
-    down = np.cross(forward, right)
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, position
-    return c2w
-
-
 def intrinsics(width: int, height: int, fov_deg: float = FOV_DEG) -> np.ndarray:
     """Pinhole K with a horizontal field of view ``fov_deg``; principal point at the image centre."""
-    f = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
-    return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
+    return camera.intrinsics(width, height, fov_deg)
 
 
 def ray_cast(objects: list[dict], k: np.ndarray, c2w: np.ndarray, width: int, height: int) -> dict[str, np.ndarray]:
@@ -81,23 +70,26 @@ def ray_cast(objects: list[dict], k: np.ndarray, c2w: np.ndarray, width: int, he
 
 def _view_record(file: str, k: np.ndarray, c2w_cv: np.ndarray, target: np.ndarray) -> dict:
     pos = c2w_cv[:3, 3]
-    d = (target - pos) / np.linalg.norm(target - pos)
-    yaw, pitch = math.atan2(d[1], d[0]), math.asin(d[2])
     return {
         "file": file,
         "K": k.tolist(),
-        "cam_to_world_blender": (c2w_cv @ np.diag([1.0, -1.0, -1.0, 1.0])).tolist(),
+        "cam_to_world_blender": (c2w_cv @ camera.BLENDER_TO_OPENCV).tolist(),
         "cam_to_world_opencv": c2w_cv.tolist(),
         "look_at": target.tolist(),
-        "viewpoint_gqn": [*pos.tolist(), math.sin(yaw), math.cos(yaw), math.sin(pitch), math.cos(pitch)],
-        "viewpoint_xyzyp": [*pos.tolist(), yaw, pitch],
+        "viewpoint_gqn": camera.gqn_viewpoint(pos, target),
+        "viewpoint_xyzyp": camera.xyzyp_viewpoint(pos, target),
     }
 
 
 def make_sample(
-    sample_dir: Path, index: int, dataset_seed: int, n_views: int, resolution: tuple[int, int], exr: bool = True
+    sample_dir: Path, index: int, dataset_seed: int, n_views: int, resolution: tuple[int, int], exr: bool = True,
+    records: bool = False, split: str | None = None,
 ) -> dict:
-    """Writes one sample folder (sidecar + views); returns the sidecar."""
+    """Writes one sample folder (sidecar + views); returns the sidecar.
+
+    With `records`, each view records its camera's `azimuth`, `elevation` (degrees) and `radius` around the
+    look-at point and the sample its key light's `light_offset` (3,); `split` is written as the sample's "split".
+    """
     rng = np.random.default_rng([dataset_seed, index])
     width, height = resolution
     objects = []
@@ -120,7 +112,7 @@ def make_sample(
     for v in range(n_views):
         yaw = yaw0 + 2 * math.pi * v / n_views
         pos = np.array([2.6 * math.cos(yaw), 2.6 * math.sin(yaw), 1.3 + 0.3 * (v % 2)])
-        c2w = _look_at_opencv(pos, target)
+        c2w = camera.blender_to_opencv(camera.look_at(pos, target))
         img = ray_cast(objects, k, c2w, width, height)
         name = f"view_{v:02d}.{'exr' if exr else 'png'}"
         if exr:
@@ -129,6 +121,9 @@ def make_sample(
         else:
             (sample_dir / name).write_bytes(encode_png8(linear_to_srgb8(img["rgb"])))
         views.append(_view_record(name, k, c2w, target))
+        if records:
+            az, el, radius = sphere_angles(pos, target)
+            views[-1]["records"] = {"azimuth": math.degrees(az), "elevation": math.degrees(el), "radius": radius}
     sidecar = {
         "format_version": 1, "dataset": sample_dir.parent.parent.name, "index": index,
         "dataset_seed": dataset_seed, "seed": int(rng.integers(2**31)),
@@ -138,8 +133,25 @@ def make_sample(
                                                "color": [1.0, 1.0, 1.0]}],
         "views": views,
     }
+    if records:
+        sidecar["records"] = {"light_offset": [3.0, -2.0, 5.0 - 0.1 * index]}
+    if split is not None:
+        sidecar["split"] = split
     (sample_dir / "sample.json").write_text(json.dumps(sidecar, indent=1))
     return sidecar
+
+
+def fixture_layout(n_views: int, exr: bool = True, records: bool = False, splits: bool = False) -> dict:
+    """The layout declaration (core.layout) the render side writes for a fixture dataset of these options."""
+    return {
+        "kind": "scene-major" if n_views > 1 else "sample-major",
+        "views": n_views,
+        "image_format": "exr" if exr else "png",
+        "channels": ["rgb", "depth", "instance", "semantic", "normal"] if exr else ["rgb"],
+        "view_records": {"azimuth": [], "elevation": [], "radius": []} if records else {},
+        "sample_records": {"light_offset": [3]} if records else {},
+        "split": "declared" if splits else "index % 12",
+    }
 
 
 def make_raw_dataset(
@@ -151,16 +163,29 @@ def make_raw_dataset(
     seed: int = 7,
     exr: bool = True,
     manifest: bool = False,
+    legacy: bool = False,
+    records: bool = False,
+    splits: dict[int, str] | None = None,
 ) -> Path:
-    """Writes ``data_dir/name`` as ``render.py`` would (dataset.json + samples/XXXXXX/); returns that folder."""
+    """Writes ``data_dir/name`` as ``render.py`` would (dataset.json + samples/XXXXXX/); returns that folder.
+
+    Args:
+        legacy: write dataset.json as before layouts were declared (format_version 1, no "layout").
+        records: per-view and per-sample records (see :func:`make_sample`), declared in the layout.
+        splits: sample index -> declared split; the layout then declares split "declared" (every sample needs one).
+    """
     dataset_dir = Path(data_dir) / name
     (dataset_dir / "samples").mkdir(parents=True, exist_ok=True)
-    (dataset_dir / "dataset.json").write_text(json.dumps({
-        "format_version": 1, "generator": "fixture_spheres", "seed": seed, "config_hash": "0" * 64,
+    meta = {
+        "format_version": 1 if legacy else 2, "generator": "fixture_spheres", "seed": seed, "config_hash": "0" * 64,
         "blender_version": "none", "threads": 1,
-    }))
+    }
+    if not legacy:
+        meta["layout"] = fixture_layout(n_views, exr, records, splits is not None)
+    (dataset_dir / "dataset.json").write_text(json.dumps(meta))
     for index in range(n_samples):
-        make_sample(dataset_dir / "samples" / f"{index:06d}", index, seed, n_views, resolution, exr)
+        make_sample(dataset_dir / "samples" / f"{index:06d}", index, seed, n_views, resolution, exr, records,
+                    None if splits is None else splits.get(index))
     if manifest:
         (dataset_dir / "manifest.jsonl").write_text(json.dumps({"shard": 0, "samples": list(range(n_samples))}) + "\n")
     return dataset_dir

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.layout import DATASET_JSON, read_dataset_json
 from core.lock import LOCK_NAME, DatasetLock
 from core.samples import SAMPLES, is_complete
 from pipeline.distribution import manifest as manifest_io
@@ -43,6 +44,7 @@ from pipeline.distribution.job import (
 )
 from pipeline.distribution.progress import SampleProgress, Throughput
 from pipeline.distribution.shards import Shard, plan_shards
+from render.identity import mismatches
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,23 @@ def cluster_worker_slots(threads: int) -> int | None:
     return max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
 
 
+def _check_dataset_json(job: RenderJob) -> None:
+    """Reads dataset.json when present, even when every shard is finished: a corrupt one, or one of another
+    config or seed, ends the run naming it (the workers check the rest of the identity when they start).
+
+    Raises:
+        LayoutError: dataset.json is not readable JSON.
+        FatalRenderError: it names another config or seed.
+    """
+    if not (job.dataset_dir / DATASET_JSON).exists():
+        return
+    differ = mismatches(job.identity, read_dataset_json(job.dataset_dir))
+    if differ:
+        raise FatalRenderError(
+            f"{job.dataset_dir / DATASET_JSON} describes another dataset ({'; '.join(differ)}); continue with the "
+            "config that started it, or render into another -d NAME")
+
+
 def _reconcile_manifest(job: RenderJob, shards: list[Shard]) -> set[int]:
     """Checks the manifest against the plan; returns the ids of shards that are finished.
 
@@ -75,7 +94,13 @@ def _reconcile_manifest(job: RenderJob, shards: list[Shard]) -> set[int]:
     entries = manifest_io.load(path)
     by_id = {s.shard_id: s for s in shards}
     keep, finished = [], set()
-    for entry in entries:
+    for number, entry in enumerate(entries, start=1):
+        differ = mismatches(job.identity, {"seed": entry.seed, "config_hash": entry.config_hash})
+        if differ:
+            raise manifest_io.ManifestError(
+                f"{path}: entry {number} (shard {entry.shard}) was rendered differently from this run "
+                f"({'; '.join(differ)}); continue with the config that started the dataset, or render into "
+                "another -d NAME")
         planned = by_id.get(entry.shard)
         if planned is None:
             logger.info("manifest shard %d (samples %d-%d) is beyond this run's plan; left as it is",
@@ -327,6 +352,7 @@ def _render_locked(job: RenderJob, shards: list[Shard], num_samples: int, option
             f"{job.dataset_dir} already holds files; pass -c to continue that dataset, or pick another -d NAME "
             "(or delete the folder)")
     job.dataset_dir.mkdir(parents=True, exist_ok=True)
+    _check_dataset_json(job)
     finished = _reconcile_manifest(job, shards)
     todo = [s for s in shards if s.shard_id not in finished]
     complete = {i for s in shards for i in s.indices if is_complete(job.dataset_dir, i)}

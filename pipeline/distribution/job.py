@@ -35,6 +35,8 @@ class RenderJob:
             `render.py` in a fresh process per shard, e.g. `("/usr/bin/blender", "--background",
             "--factory-startup", "--python")` or `(sys.executable,)`.
         fault: `NSD_FAULT` test-hook spec (in-process workers only), or None.
+        identity: what every finished shard of the dataset must carry (render.identity keys the driver knows
+            from the gin config: generator, seed, config_hash); a manifest line that disagrees is refused.
     """
 
     dataset_dir: Path
@@ -44,6 +46,7 @@ class RenderJob:
     threads: int = 1
     launcher: tuple[str, ...] | None = None
     fault: str | None = None
+    identity: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:

@@ -1,7 +1,8 @@
 """Reads (and, for tests and benchmarks, writes) the canonical view EXR of docs/formats.md §1.
 
 Channels: ``R, G, B, A`` (FLOAT, linear colour), ``depth`` (FLOAT, planar metres, ``inf`` = nothing hit),
-``instance`` and ``semantic`` (UINT, 0 = nothing hit) and ``normal.X/Y/Z`` (FLOAT, world-space unit normal).
+``instance`` and ``semantic`` (UINT, 0 = nothing hit), ``normal.X/Y/Z`` (FLOAT, world-space unit normal) and
+optionally ``albedo.R/G/B`` (FLOAT, linear base colour).
 The reader walks every part of the file, so a multi-part file with the same channel names reads the same.
 """
 
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import OpenEXR
+
+from core.publish import Staged
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,9 @@ CANONICAL_CHANNELS: dict[str, type] = {
     "normal.X": np.float32,
     "normal.Y": np.float32,
     "normal.Z": np.float32,
+    "albedo.R": np.float32,
+    "albedo.G": np.float32,
+    "albedo.B": np.float32,
 }
 #: Channels consolidation needs; the normals are optional for it.
 REQUIRED_CHANNELS = ("R", "G", "B", "depth", "instance", "semantic")
@@ -49,6 +55,7 @@ class ViewExr:
         instance: uint32 (H, W), 0 = nothing hit.
         semantic: uint32 (H, W), 0 = nothing hit.
         normal: float32 (H, W, 3) or None when the file has no normals.
+        albedo: float32 (H, W, 3), linear, or None when the file has no albedo.
     """
 
     rgb: np.ndarray
@@ -57,6 +64,7 @@ class ViewExr:
     instance: np.ndarray
     semantic: np.ndarray
     normal: np.ndarray | None
+    albedo: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -111,6 +119,9 @@ def read_view_exr(path: str | os.PathLike) -> ViewExr:
     normal = None
     if all(f"normal.{a}" in channels for a in "XYZ"):
         normal = np.stack([f32(f"normal.{a}") for a in "XYZ"], axis=-1)
+    albedo = None
+    if all(f"albedo.{c}" in channels for c in "RGB"):
+        albedo = np.stack([f32(f"albedo.{c}") for c in "RGB"], axis=-1)
     return ViewExr(
         rgb=rgb,
         alpha=f32("A") if "A" in channels else None,
@@ -118,6 +129,7 @@ def read_view_exr(path: str | os.PathLike) -> ViewExr:
         instance=channels["instance"],
         semantic=channels["semantic"],
         normal=normal,
+        albedo=albedo,
     )
 
 
@@ -129,6 +141,7 @@ def write_view_exr(
     semantic: np.ndarray,
     normal: np.ndarray | None = None,
     alpha: np.ndarray | None = None,
+    albedo: np.ndarray | None = None,
 ) -> None:
     """Writes a canonical view EXR (one part, ZIP, the channels of §1); used by tests and benchmarks.
 
@@ -142,6 +155,7 @@ def write_view_exr(
         semantic: integer (H, W), 0 = nothing hit.
         normal: float (H, W, 3); zeros when None.
         alpha: float (H, W); 1 where something was hit when None.
+        albedo: float (H, W, 3), linear; no albedo channels when None.
     """
     path = Path(path)
     h, w = depth.shape
@@ -161,12 +175,9 @@ def write_view_exr(
         "normal.Y": normal[..., 1],
         "normal.Z": normal[..., 2],
     }
+    if albedo is not None:
+        channels.update({f"albedo.{c}": albedo[..., i] for i, c in enumerate("RGB")})
     channels = {k: np.ascontiguousarray(v, dtype=CANONICAL_CHANNELS[k]) for k, v in channels.items()}
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with OpenEXR.File(header, channels) as exr:
-            exr.write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with Staged(path) as staged, OpenEXR.File(header, channels) as exr:
+        exr.write(str(staged.path))

@@ -1,8 +1,9 @@
 """Atomic, reproducible HDF5 output shared by consolidation and preprocessing.
 
-- Atomic: a file ``X.h5`` is written as ``X.h5.tmp-<pid>`` in the same folder and renamed with ``os.replace`` only
-  when complete; a killed run leaves the previous good ``X.h5`` (or none) plus debris whose name does not end in
-  ``.h5``. The next run (holding the dataset lock) removes that debris.
+- Atomic: a file ``X.h5`` is written under the project's one temporary name (``.tmp-<pid>-<host>~X.h5`` in the
+  same folder, :mod:`core.publish`) and renamed with ``os.replace`` only when complete; a killed run leaves the
+  previous good ``X.h5`` (or none) plus debris whose name starts with a dot. The next run (holding the dataset
+  lock) removes the debris of dead writers.
 - Reproducible: datasets are created with ``track_times=False`` and the file with a fixed ``libver``, so the same
   input gives the same bytes.
 - One writer: :func:`dataset_lock` takes an exclusive ``flock`` on ``DATA_DIR/NAME/.preprocess.lock``.
@@ -12,20 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+from h5py import h5s
+
+from core.publish import remove_dead_debris, temp_path
 
 logger = logging.getLogger(__name__)
 
 LIBVER = ("v110", "v110")
-TMP_MARK = ".tmp-"
 
 
 class DatasetBusyError(RuntimeError):
@@ -34,7 +37,7 @@ class DatasetBusyError(RuntimeError):
 
 @contextlib.contextmanager
 def dataset_lock(dataset_dir: Path) -> Iterator[None]:
-    """Exclusive lock of one dataset's consolidated outputs; removes stale temporary files once held.
+    """Exclusive lock of one dataset's consolidated outputs; removes dead writers' temporary files once held.
 
     Raises:
         DatasetBusyError: when another process holds it.
@@ -49,27 +52,15 @@ def dataset_lock(dataset_dir: Path) -> Iterator[None]:
                 f"{dataset_dir}: another preprocess_data.py holds {lock_path}; wait for it to finish"
             ) from exc
         try:
-            remove_debris(dataset_dir)
+            remove_dead_debris(dataset_dir)
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def remove_debris(folder: Path) -> list[Path]:
-    """Removes ``*.h5.tmp-*`` / ``*.json.tmp-*`` files left by killed runs (call only while holding the lock)."""
-    removed = []
-    for entry in sorted(os.listdir(folder)):
-        if TMP_MARK in entry and (".h5" + TMP_MARK in entry or ".json" + TMP_MARK in entry):
-            path = Path(folder) / entry
-            logger.warning("removing %s left by an interrupted run", path)
-            path.unlink()
-            removed.append(path)
-    return removed
-
-
 def tmp_path(path: Path) -> Path:
-    """The temporary name a file is written under before it is published."""
-    return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    """The temporary name a file is written under before it is published (:func:`core.publish.temp_path`)."""
+    return temp_path(path)
 
 
 def create_h5(path: Path) -> h5py.File:
@@ -79,14 +70,31 @@ def create_h5(path: Path) -> h5py.File:
 
 def publish(fh: h5py.File, path: Path) -> None:
     """Closes a file from :func:`create_h5`, flushes it to disk and renames it to ``path``."""
-    tmp = Path(fh.filename)
-    fh.close()
-    fd = os.open(tmp, os.O_RDONLY)
+    publish_all([(fh, path)])
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+
+
+def publish_all(files: list[tuple[h5py.File, Path]]) -> None:
+    """Closes files from :func:`create_h5`, flushes them to disk together, then renames each to its path.
+
+    The flushes run in threads (fsync releases the GIL): one after the other, the 12 buckets of a dataset cost
+    ~10 ms each, about a tenth of consolidating 300 frames of 64x64.
+    """
+    tmps = []
+    for fh, _ in files:
+        tmps.append(Path(fh.filename))
+        fh.close()
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(tmps)))) as pool:
+        list(pool.map(_fsync, tmps))
+    for tmp, (_, path) in zip(tmps, files, strict=True):
+        os.replace(tmp, path)
 
 
 def discard(fh: h5py.File | None, path: Path) -> None:
@@ -94,16 +102,6 @@ def discard(fh: h5py.File | None, path: Path) -> None:
     if fh is not None and fh.id.valid:
         fh.close()
     tmp_path(path).unlink(missing_ok=True)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Writes JSON (sorted keys, indented) to ``path`` atomically."""
-    tmp = tmp_path(path)
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def new_dataset(
@@ -129,14 +127,20 @@ def new_dataset(
 
 
 def append_rows(ds: h5py.Dataset, rows: np.ndarray | list) -> None:
-    """Appends rows along axis 0."""
+    """Appends rows along axis 0 (a vlen dataset must be 1-D, as every one this project writes is)."""
     n = len(rows)
     if n == 0:
         return
     start = ds.shape[0]
     ds.resize(start + n, axis=0)
     if ds.dtype.kind == "O":
-        for i, row in enumerate(rows):  # row by row: h5py turns equal-length rows of an object array into 2-D
-            ds[start + i] = row
+        # Through the low-level API: h5py's slicing turns equal-length rows into a 2-D array and refuses them, and
+        # row by row costs ~0.16 ms a row against ~0.004 ms for one write of the whole batch.
+        batch = np.empty(n, dtype=ds.dtype)
+        for i, row in enumerate(rows):
+            batch[i] = row
+        file_space = ds.id.get_space()
+        file_space.select_hyperslab((start,), (n,))
+        ds.id.write(h5s.create_simple((n,)), file_space, batch)
     else:
         ds[start : start + n] = np.asarray(rows, dtype=ds.dtype)

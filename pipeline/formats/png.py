@@ -1,9 +1,10 @@
-"""PNG encoding for consolidation: 8-bit sRGB colour and 16-bit 3-channel targets (docs/formats.md §2).
+"""PNG encoding for consolidation: 8-bit sRGB colour and targets, 16-bit depth (docs/formats.md §2).
 
-Pillow (installed with scikit-image) encodes and decodes 8-bit PNGs, but it cannot write a 16-bit RGB PNG and
-silently reduces one to 8 bits when reading it. The 16-bit target PNG is therefore encoded and decoded here with
-numpy and zlib: a plain, standard PNG (colour type 2, bit depth 16, no interlace) that any full PNG reader
-(libpng, OpenCV's ``IMREAD_UNCHANGED``, ``pypng``) decodes too.
+Pillow (installed with scikit-image) encodes and decodes 8-bit PNGs and 16-bit greyscale ones, but it cannot
+write a 16-bit RGB PNG and silently reduces one to 8 bits when reading it. 16-bit PNGs are therefore encoded
+(and decoded) here with numpy and zlib: plain, standard PNGs (bit depth 16, no interlace). The greyscale form
+(`png_depth`) reads correctly with Pillow and imageio; the RGB form needs a full PNG reader (libpng, OpenCV's
+``IMREAD_UNCHANGED``, ``pypng``) or :func:`decode_png`.
 
 Colour: Blender's Combined pass is linear scene-referred RGB; :func:`linear_to_srgb8` applies the sRGB transfer
 function (IEC 61966-2-1) after clipping to [0, 1] and rounds to 8 bits.
@@ -59,12 +60,6 @@ def linear_to_srgb8(linear: np.ndarray) -> np.ndarray:
     return np.rint(linear_to_srgb(linear) * 255.0).astype(np.uint8)
 
 
-def srgb8_to_linear(srgb8: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`linear_to_srgb8` up to quantisation: uint8 sRGB -> linear float32 in [0, 1]."""
-    s = np.asarray(srgb8, dtype=np.float32) / 255.0
-    return np.where(s <= 0.04045, s / 12.92, ((s + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
 def encode_png8(rgb: np.ndarray) -> bytes:
     """Encodes an (H, W, 3) uint8 image as PNG bytes (Pillow, fixed compression level, no metadata)."""
     rgb = np.ascontiguousarray(rgb)
@@ -80,28 +75,31 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def encode_png16(img: np.ndarray) -> bytes:
-    """Encodes an (H, W, 3) uint16 image as a 16-bit RGB PNG.
+    """Encodes a uint16 image as a 16-bit PNG: (H, W) or (H, W, 1) greyscale, (H, W, 3) RGB.
 
     Every scanline uses the PNG "Up" filter (difference to the row above), which turns the flat regions of id
-    maps and smooth depth into zeros for zlib. Deterministic: the same array gives the same bytes.
+    maps and smooth depth into zeros for zlib. Deterministic: the same array gives the same bytes. Pillow and
+    imageio decode the greyscale form exactly (uint16); the RGB form needs a full PNG reader (see module docstring).
 
     Args:
-        img: uint16 (H, W, 3).
+        img: uint16 (H, W), (H, W, 1) or (H, W, 3).
 
     Returns:
-        PNG bytes (colour type 2, bit depth 16).
+        PNG bytes (bit depth 16; colour type 0 = greyscale or 2 = RGB).
     """
     img = np.asarray(img)
-    if img.dtype != np.uint16 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"expected uint16 (H, W, 3), got {img.dtype} {img.shape}")
-    h, w, _ = img.shape
-    rows = img.astype(">u2").view(np.uint8).reshape(h, w * 6)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.dtype != np.uint16 or img.ndim != 3 or img.shape[2] not in (1, 3):
+        raise ValueError(f"expected uint16 (H, W), (H, W, 1) or (H, W, 3), got {img.dtype} {img.shape}")
+    h, w, c = img.shape
+    rows = img.astype(">u2").view(np.uint8).reshape(h, w * c * 2)
     prior = np.zeros_like(rows)
     prior[1:] = rows[:-1]
-    filtered = np.empty((h, w * 6 + 1), dtype=np.uint8)
+    filtered = np.empty((h, w * c * 2 + 1), dtype=np.uint8)
     filtered[:, 0] = 2  # Up
     filtered[:, 1:] = rows - prior  # uint8 arithmetic wraps modulo 256, as the filter requires
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 0 if c == 1 else 2, 0, 0, 0)
     return (
         PNG_SIGNATURE
         + _chunk(b"IHDR", ihdr)

@@ -1,14 +1,18 @@
 """Consolidation of the raw render output (docs/formats.md §1) into HDF5 (§2 buckets, §3 scene files).
 
-Single-view datasets (every sidecar has one view) become ``imgs_{bucket:02d}.h5``, bucket = ``index % 12``;
-multi-view datasets (GQN, ENR, fruit) become ``scenes_{train,val,test}.h5``, one row per scene.
+The dataset's declared layout (`dataset.json` "layout", :mod:`core.layout`) says how: a sample-major dataset
+becomes ``imgs_{bucket:02d}.h5``, bucket = ``index % 12``; a scene-major one becomes ``scenes_{train,val,test}.h5``,
+one row per scene (written by :mod:`pipeline.layouts.scene_file`). A dataset rendered before layouts were
+declared gets its layout inferred once from its samples (more than one view: scene-major), with a warning, and
+the inferred declaration is recorded in ``consolidation.json``.
 
 How it runs:
 
-1. The main process lists the sample folders (sorted) and loads every sidecar; a missing or invalid sidecar
-   makes that sample *bad*.
-2. A process pool decodes each sample's EXR (or PNG) views and encodes them (sRGB PNG + 16-bit target PNG for
-   buckets; dense arrays for scenes). A corrupt or missing view file makes that sample bad.
+1. Survey (process pool): every sample folder's sidecar is loaded and checked; the survey returns what the
+   layout is checked against (views, view file format, classes, resolution, records, declared split). A sample
+   whose sidecar is missing or invalid, or that disagrees with the layout, is *bad*.
+2. Encode (process pool): each good sample's views are decoded and encoded (PNGs and metadata rows for buckets;
+   deflated scene chunks for scene files). A corrupt or missing view file makes that sample bad.
 3. The main process is the one HDF5 writer: it takes the results in sample order and appends them to temporary
    files, which are renamed over the outputs only when every file is complete (see :mod:`pipeline.formats.hdf5`).
 
@@ -19,9 +23,12 @@ Bad samples are logged one line each (``bad sample 000042: <reason>``), skipped,
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
 import multiprocessing as mp
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,9 +39,11 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from core.camera import VIEWPOINT_ORDER
+from core.layout import Layout, LayoutError, read_layout
+from core.publish import write_json
+from core.samples import N_BUCKETS, SPLIT_OF_BUCKET, SPLIT_RULE, SPLITS, bucket_of, split_of
 from pipeline.formats import hdf5 as h5_out
-from pipeline.formats.depth import encode_depth
+from pipeline.formats.depth import encode_depth, encode_depth_cm8
 from pipeline.formats.exr import ExrReadError, read_view_exr
 from pipeline.formats.png import (
     PngError,
@@ -44,24 +53,29 @@ from pipeline.formats.png import (
     linear_to_srgb8,
     png_bit_depth,
 )
+from pipeline.layouts.scene_file import EncodedScene, SceneFileError, SceneFileWriter, SceneSpec, encode_scene
 from pipeline.quality.raw_samples import (
-    N_BUCKETS,
     OBJECT_FIELDS,
-    SPLIT_OF_BUCKET,
-    SPLITS,
     Sample,
     SidecarError,
-    bucket_of,
     list_sample_dirs,
     load_sample,
-    split_of,
 )
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+#: Version of the consolidated files' contract (2: seed-compatible 8-bit `png_targets` + `png_depth`, normals,
+#: records and `fields`).
+FORMAT_VERSION = 2
 VLEN_U8 = h5py.vlen_dtype(np.dtype(np.uint8))
 _CHUNK_ROWS = 64
+#: Layout channels consolidation stores in scene files, and the EXR channels every EXR input needs.
+_SCENE_CHANNELS = ("depth", "instance", "semantic", "normal", "albedo")
+_EXR_NEEDS = ("depth", "instance", "semantic")
+#: Per-row datasets of a bucket file; records may not take these names.
+_BUCKET_FIELDS = ("index", "seed", "split", "png_images", "png_targets", "png_depth", "K", "cam_to_world",
+                  "num_objects", "light", "instance_id", "class_index", *OBJECT_FIELDS)
+_SPLIT_CODE = {s: i for i, s in enumerate(SPLITS)}
 
 
 class SampleError(ValueError):
@@ -90,12 +104,16 @@ class ConsolidationResult:
         rows: output file name -> rows written.
         bad: samples left out.
         with_targets: whether instance/semantic/depth targets were stored (EXR input).
+        declaration: the layout used (declared in dataset.json, or inferred).
+        declared: whether dataset.json declared it.
     """
 
     layout: str
     rows: dict[str, int] = field(default_factory=dict)
     bad: list[BadSample] = field(default_factory=list)
     with_targets: bool = False
+    declaration: Layout | None = None
+    declared: bool = True
 
     @property
     def written(self) -> int:
@@ -103,74 +121,7 @@ class ConsolidationResult:
         return sum(self.rows.values())
 
 
-# --------------------------------------------------------------------------------------------------- workers
-@dataclass(frozen=True)
-class _Task:
-    index: int
-    name: str
-    paths: tuple[str, ...]
-    kind: str  # "exr" | "png"
-    size: tuple[int, int] | None  # (H, W) every view must have, or None
-    scene_major: bool
-
-
-def _view_arrays(path: str, kind: str, size: tuple[int, int] | None) -> dict[str, Any]:
-    """Decodes one view into sRGB uint8 (and targets for EXR); raises SampleError / ExrReadError / PngError."""
-    if kind == "exr":
-        view = read_view_exr(path)
-        if size is not None and view.shape != size:
-            raise SampleError(f"{path}: image is {view.shape[1]}x{view.shape[0]}, sidecar says {size[1]}x{size[0]}")
-        if view.instance.max(initial=0) > 65535 or view.semantic.max(initial=0) > 65535:
-            raise SampleError(f"{path}: instance/semantic id above 65535 does not fit the 16-bit target PNG")
-        try:
-            depth = encode_depth(view.depth)
-        except ValueError as exc:
-            raise SampleError(f"{path}: {exc}") from exc
-        return {
-            "rgb": linear_to_srgb8(view.rgb),
-            "instance": view.instance,
-            "semantic": view.semantic,
-            "depth": depth,
-        }
-    if kind == "png":
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError as exc:
-            raise SampleError(f"{path}: missing view file") from exc
-        if png_bit_depth(data) != 8:
-            raise SampleError(f"{path}: expected an 8-bit PNG")
-        rgb = decode_png(data)
-        if rgb.shape[2] != 3:
-            raise SampleError(f"{path}: expected RGB, got {rgb.shape[2]} channels")
-        if size is not None and rgb.shape[:2] != size:
-            raise SampleError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]}, sidecar says {size[1]}x{size[0]}")
-        return {"rgb": rgb, "png": data}
-    raise ValueError(f"unknown view kind {kind!r}")
-
-
-def _encode_task(task: _Task) -> tuple[str, int, Any]:
-    """Worker: decode and encode one sample. Returns ("ok", index, payload) or ("bad", index, reason)."""
-    try:
-        views = [_view_arrays(p, task.kind, task.size) for p in task.paths]
-    except (SampleError, ExrReadError, PngError, OSError) as exc:
-        return "bad", task.index, str(exc)
-    if task.scene_major:
-        payload: dict[str, np.ndarray] = {"images": np.stack([v["rgb"] for v in views])}
-        if task.kind == "exr":
-            for key in ("instance", "semantic"):
-                ids = np.stack([v[key] for v in views])
-                if ids.max(initial=0) > 255:
-                    return "bad", task.index, f"{key} id {ids.max()} does not fit uint8 (docs/formats.md §3)"
-                payload[key] = ids.astype(np.uint8)
-            payload["depth"] = np.stack([v["depth"] for v in views])
-        return "ok", task.index, payload
-    (view,) = views
-    if task.kind == "png":
-        return "ok", task.index, (view["png"], None)
-    target = np.stack([view["instance"], view["semantic"], view["depth"]], axis=-1).astype(np.uint16)
-    return "ok", task.index, (encode_png8(view["rgb"]), encode_png16(target))
-
-
+# --------------------------------------------------------------------------------------------------- pools
 @contextlib.contextmanager
 def worker_pool(jobs: int) -> Iterator[Any]:
     """A process pool of ``jobs`` workers, or None for ``jobs <= 1``.
@@ -198,82 +149,267 @@ def map_ordered(fn: Callable[[Any], Any], tasks: list, jobs: int = 1, pool: Any 
         yield from pool.imap(fn, tasks, chunksize=chunksize)
 
 
-# --------------------------------------------------------------------------------------------------- planning
+# --------------------------------------------------------------------------------------------------- survey
+@dataclass(frozen=True)
+class _Survey:
+    """What the layout is checked against, from one sample's checked sidecar."""
+
+    index: int
+    name: str
+    path: str
+    n_views: int
+    image_format: str  # "exr", "png" or "mixed"
+    classes: tuple[str, ...]
+    resolution: tuple[int, int]  # (width, height)
+    n_objects: int
+    split: Any  # the sidecar's "split", None when absent
+    view_records: tuple[tuple[tuple[str, tuple[int, ...]], ...], ...]  # per view: sorted (name, shape)
+    sample_records: tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def _record_shapes(records: Any, where: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Sorted (name, shape) of a sidecar's records object; raises SidecarError for non-numbers."""
+    if records is None:
+        return ()
+    if not isinstance(records, dict):
+        raise SidecarError(f"{where} must be an object of numbers or lists of numbers, got {type(records).__name__}")
+    out = []
+    for name, value in sorted(records.items()):
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise SidecarError(f"{where}.{name} is not numeric ({exc})") from exc
+        if not np.all(np.isfinite(arr)):
+            raise SidecarError(f"{where}.{name} has non-finite values")
+        out.append((name, tuple(arr.shape)))
+    return tuple(out)
+
+
+def _view_format(sample: Sample) -> str:
+    exts = {Path(v["file"]).suffix.lower() for v in sample.views}
+    return {frozenset({".exr"}): "exr", frozenset({".png"}): "png"}.get(frozenset(exts), "mixed")
+
+
+def _survey(path: Path) -> _Survey | BadSample:
+    """Worker: load and check one sample's sidecar."""
+    try:
+        sample = load_sample(path)
+        where = str(path / "sample.json")
+        view_records = tuple(_record_shapes(v.get("records"), f"{where}: views[{i}].records")
+                             for i, v in enumerate(sample.views))
+        sample_records = _record_shapes(sample.sidecar.get("records"), f"{where}: records")
+    except SidecarError as exc:
+        return BadSample(path.name, str(exc))
+    return _Survey(
+        index=sample.index, name=sample.name, path=str(path), n_views=len(sample.views),
+        image_format=_view_format(sample), classes=tuple(sample.sidecar["classes"]), resolution=sample.resolution,
+        n_objects=len(sample.sidecar["objects"]), split=sample.sidecar.get("split"),
+        view_records=view_records, sample_records=sample_records,
+    )
+
+
+# --------------------------------------------------------------------------------------------------- layout
 def _mode(values: Iterable[Any]) -> Any:
     counts = Counter(values)
     return max(counts, key=lambda v: (counts[v], str(v)))
 
 
-def _view_kind(sample: Sample) -> str:
-    exts = {Path(v["file"]).suffix.lower() for v in sample.views}
-    if exts == {".exr"}:
-        return "exr"
-    if exts == {".png"}:
-        return "png"
-    return "mixed"
+def infer_layout(dataset_dir: Path, surveys: list[_Survey]) -> Layout:
+    """The layout of a dataset rendered before layouts were declared, as consolidation always guessed it.
+
+    More than one view in any sample means scene-major; the view count and file format are the most common
+    ones; the channels are those of the first EXR (normals and albedo when it has them); records are the first
+    sample's; the split is the index rule.
+
+    Raises:
+        ValueError: view files mix .exr and .png within samples.
+    """
+    image_format = _mode(s.image_format for s in surveys)
+    if image_format == "mixed":
+        raise ValueError(f"{dataset_dir}: view files mix .exr and .png within samples; re-render the dataset")
+    kept = [s for s in surveys if s.image_format == image_format]
+    scene_major = any(s.n_views > 1 for s in surveys)
+    channels: tuple[str, ...] = ("rgb",)
+    if image_format == "exr":
+        first = kept[0]
+        sidecar = json.loads((Path(first.path) / "sample.json").read_text())
+        try:
+            view = read_view_exr(Path(first.path) / sidecar["views"][0]["file"])
+        except ExrReadError:
+            view = None  # that sample is reported bad later; infer normals from the declaration's default
+        channels = ("rgb", *_EXR_NEEDS)
+        if view is not None and view.normal is not None:
+            channels += ("normal",)
+        if view is not None and view.albedo is not None:
+            channels += ("albedo",)
+    return Layout(
+        kind="scene-major" if scene_major else "sample-major",
+        views=_mode(s.n_views for s in surveys) if scene_major else 1,
+        image_format=image_format,
+        channels=channels,
+        view_records=dict(kept[0].view_records[0]) if kept[0].view_records else {},
+        sample_records=dict(kept[0].sample_records),
+        split=SPLIT_RULE,
+    )
+
+
+def _check_layout_usable(dataset_dir: Path, layout: Layout) -> None:
+    """Raises LayoutError for a valid declaration this consolidation cannot store."""
+    where = Path(dataset_dir) / "dataset.json"
+    if layout.image_format == "exr":
+        missing = [c for c in _EXR_NEEDS if c not in layout.channels]
+        if missing:
+            raise LayoutError(f"{where}: consolidation reads EXR views with depth, instance and semantic channels "
+                              f"(docs/formats.md §1), the layout lacks {missing}: declare them")
+    reserved = set(_BUCKET_FIELDS) if layout.kind == "sample-major" else set()
+    names = [*layout.view_records, *layout.sample_records]
+    clash = sorted((set(names) & reserved) | {n for n in names if names.count(n) > 1})
+    if layout.kind == "scene-major":
+        try:
+            SceneSpec(views=layout.views, height=1, width=1, channels=_scene_channels(layout),
+                      view_records=layout.view_records, sample_records=layout.sample_records)
+        except SceneFileError as exc:
+            raise LayoutError(f"{where}: {exc}") from None
+    if clash:
+        raise LayoutError(f"{where}: record names {clash} clash with each other or with the datasets of "
+                          "docs/formats.md §2; rename them in the generator")
+
+
+def _scene_channels(layout: Layout) -> tuple[str, ...]:
+    return tuple(c for c in _SCENE_CHANNELS if c in layout.channels)
+
+
+def _disagreement(s: _Survey, layout: Layout, classes: tuple[str, ...], resolution: tuple[int, int] | None) -> str:
+    """Why a surveyed sample does not fit the layout ("" when it does)."""
+    if s.n_views != layout.views:
+        return f"has {s.n_views} views, the layout declares {layout.views}"
+    if s.image_format != layout.image_format:
+        return f"view files are {s.image_format}, the layout declares {layout.image_format}"
+    if s.classes != classes:
+        return "its 'classes' differ from the dataset's"
+    if resolution is not None and s.resolution != resolution:
+        return f"resolution {list(s.resolution)} differs from the dataset's {list(resolution)}"
+    want_view = tuple(sorted(layout.view_records.items()))
+    for i, got in enumerate(s.view_records):
+        if got != want_view:
+            return f"views[{i}].records {dict(got)} differ from the layout's view_records {dict(want_view)}"
+    if s.sample_records != tuple(sorted(layout.sample_records.items())):
+        return f"records {dict(s.sample_records)} differ from the layout's sample_records {layout.sample_records}"
+    if layout.split == "declared" and s.split not in SPLITS:
+        return f"'split' is {s.split!r}; the layout declares each sample's split, one of {list(SPLITS)}"
+    return ""
 
 
 @dataclass
 class _Plan:
-    samples: list[Sample]
+    layout: Layout
+    declared: bool
+    surveys: list[_Survey]
     bad: list[BadSample]
-    scene_major: bool
-    kind: str
-    views: int
-    size: tuple[int, int] | None
+    size: tuple[int, int] | None  # (H, W) for scene files
     classes: list[str]
     max_objects: int
 
+    def split(self, s: _Survey) -> str:
+        return s.split if self.layout.split == "declared" else split_of(s.index)
 
-def plan_consolidation(dataset_dir: Path) -> _Plan:
-    """Loads every sidecar and decides the layout, input kind, view count and resolution.
+
+def plan_consolidation(dataset_dir: Path, pool: Any = None) -> _Plan:
+    """Surveys every sample and checks it against the dataset's layout (declared, else inferred once).
 
     Raises:
         FileNotFoundError: no ``samples/`` folder.
+        LayoutError: dataset.json is missing or corrupt, or declares a layout that cannot be consolidated.
         ValueError: no sample has a valid sidecar.
     """
-    samples, bad = [], []
-    for path in list_sample_dirs(dataset_dir):
-        try:
-            samples.append(load_sample(path))
-        except SidecarError as exc:
-            bad.append(BadSample(path.name, str(exc)))
-    if not samples:
+    dataset_dir = Path(dataset_dir)
+    dirs = list_sample_dirs(dataset_dir)
+    layout = read_layout(dataset_dir)
+    surveys, bad = [], []
+    for result in map_ordered(_survey, dirs, pool=pool):
+        (bad if isinstance(result, BadSample) else surveys).append(result)
+    if not surveys:
         raise ValueError(f"{dataset_dir}: no sample with a valid sidecar ({len(bad)} bad)")
-
-    def keep(pred: Callable[[Sample], bool], reason: Callable[[Sample], str]) -> None:
-        nonlocal samples
-        kept = []
-        for s in samples:
-            if pred(s):
-                kept.append(s)
-            else:
-                bad.append(BadSample(s.name, reason(s)))
-        samples = kept
-
-    n_views = _mode(len(s.views) for s in samples)
-    scene_major = any(len(s.views) > 1 for s in samples)
-    if scene_major:
-        keep(lambda s: len(s.views) == n_views, lambda s: f"has {len(s.views)} views, the dataset has {n_views}")
-    kind = _mode(_view_kind(s) for s in samples)
-    keep(lambda s: _view_kind(s) == kind, lambda s: f"view files are {_view_kind(s)}, the dataset's are {kind}")
-    if kind == "mixed":
-        raise ValueError(f"{dataset_dir}: view files mix .exr and .png within samples; re-render the dataset")
-    classes = _mode(tuple(s.sidecar["classes"]) for s in samples)
-    keep(lambda s: tuple(s.sidecar["classes"]) == classes, lambda s: "its 'classes' differ from the dataset's")
-    size = None
-    if scene_major:
-        res = _mode(s.resolution for s in samples)
-        keep(lambda s: s.resolution == res, lambda s: f"resolution {s.resolution} differs from the dataset's {res}")
-        size = (res[1], res[0])
-    max_objects = max(1, max(len(s.sidecar["objects"]) for s in samples))
+    declared = layout is not None
+    if layout is None:
+        layout = infer_layout(dataset_dir, surveys)
+        logger.warning(
+            "%s: dataset.json declares no layout (rendered before declarations, format_version 1); inferred %s "
+            "from the samples and recorded it in consolidation.json. Add it to dataset.json as \"layout\" to "
+            "make it explicit", dataset_dir / "dataset.json", json.dumps(layout.to_json(), sort_keys=True),
+        )
+    _check_layout_usable(dataset_dir, layout)
+    fits = [s for s in surveys if s.n_views == layout.views and s.image_format == layout.image_format]
+    classes = _mode(s.classes for s in fits or surveys)
+    # The resolution is not declared: scene files take the most common one (bucket rows are PNGs of any size).
+    resolution = _mode(s.resolution for s in fits or surveys) if layout.kind == "scene-major" else None
+    kept = []
+    for s in surveys:
+        reason = _disagreement(s, layout, classes, resolution)
+        if reason:
+            bad.append(BadSample(s.name, reason))
+        else:
+            kept.append(s)
+    if not kept:
+        raise ValueError(f"{dataset_dir}: no sample fits the layout {layout.to_json()} ({len(bad)} bad); "
+                         f"first: {sorted(bad, key=lambda b: b.name)[0].reason}")
     bad.sort(key=lambda b: b.name)
-    return _Plan(samples, bad, scene_major, kind, n_views, size, list(classes), max_objects)
+    size = (resolution[1], resolution[0]) if resolution is not None else None
+    max_objects = max(1, max(s.n_objects for s in kept))
+    return _Plan(layout, declared, kept, bad, size, list(classes), max_objects)
 
 
-# --------------------------------------------------------------------------------------------------- metadata
-def _object_arrays(sample: Sample, m: int) -> dict[str, np.ndarray]:
-    objs = sample.sidecar["objects"]
+# --------------------------------------------------------------------------------------------------- encoding
+@dataclass(frozen=True)
+class _Task:
+    index: int
+    path: str
+    layout: Layout
+    size: tuple[int, int] | None  # (H, W) every view must have, or None
+    max_objects: int
+    split: str
+
+
+def _read_exr(path: Path, size: tuple[int, int] | None, layout: Layout) -> Any:
+    view = read_view_exr(path)
+    if size is not None and view.shape != size:
+        raise SampleError(f"{path}: image is {view.shape[1]}x{view.shape[0]}, the dataset's is {size[1]}x{size[0]}")
+    for channel in ("normal", "albedo"):
+        if channel in layout.channels and getattr(view, channel) is None:
+            raise SampleError(f"{path}: no {channel} channels, the layout declares {channel}")
+    return view
+
+
+def _read_png(path: Path, size: tuple[int, int] | None) -> tuple[np.ndarray, bytes]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise SampleError(f"{path}: missing view file") from exc
+    if png_bit_depth(data) != 8:
+        raise SampleError(f"{path}: expected an 8-bit PNG")
+    rgb = decode_png(data)
+    if rgb.shape[2] != 3:
+        raise SampleError(f"{path}: expected RGB, got {rgb.shape[2]} channels")
+    if size is not None and rgb.shape[:2] != size:
+        raise SampleError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]}, the dataset's is {size[1]}x{size[0]}")
+    return rgb, data
+
+
+def _ids8(ids: np.ndarray, name: str, path: Path | str) -> np.ndarray:
+    """uint8 ids; ids above 255 do not fit the 8-bit datasets (§2 png_targets, §3 instance/semantic)."""
+    top = int(ids.max(initial=0))
+    if top > 255:
+        raise SampleError(f"{path}: {name} id {top} does not fit uint8 (docs/formats.md §2-3)")
+    return ids.astype(np.uint8)
+
+
+def _records(records: dict[str, Any] | None, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    records = records or {}
+    return {name: np.asarray(records[name], np.float32).reshape(shape) for name, shape in shapes.items()}
+
+
+def _object_arrays(sidecar: dict[str, Any], m: int) -> dict[str, np.ndarray]:
+    objs = sidecar["objects"]
     out: dict[str, np.ndarray] = {
         "instance_id": np.zeros(m, np.int32),
         "class_index": np.full(m, -1, np.int32),
@@ -286,34 +422,126 @@ def _object_arrays(sample: Sample, m: int) -> dict[str, np.ndarray]:
         for key in OBJECT_FIELDS:
             out[key][i] = obj[key]
     out["num_objects"] = np.int32(len(objs))
-    out["light"] = np.asarray(sample.sidecar.get("light", [0.0, 0.0, 0.0]), np.float32)
+    out["light"] = np.asarray(sidecar.get("light", [0.0, 0.0, 0.0]), np.float32)
     return out
 
 
-def _common_attrs(fh: h5py.File, dataset_dir: Path, plan: _Plan, layout: str) -> None:
-    first = plan.samples[0].sidecar
-    fh.attrs["format_version"] = FORMAT_VERSION
-    fh.attrs["layout"] = layout
-    fh.attrs["dataset"] = Path(dataset_dir).name
-    fh.attrs["generator"] = str(first.get("generator", ""))
-    fh.attrs["dataset_seed"] = int(first.get("dataset_seed", -1))
-    fh.attrs["classes"] = np.array(plan.classes, dtype=h5py.string_dtype())
-    fh.attrs["depth_code"] = "uint16 millimetres; 0 = no hit, 65535 = beyond 65.534 m"
+def _bucket_row(task: _Task, sidecar: dict[str, Any], folder: Path) -> dict[str, np.ndarray]:
+    """One §2 row: encoded PNGs, cameras, objects, records."""
+    view = sidecar["views"][0]
+    path = folder / view["file"]
+    row = _object_arrays(sidecar, task.max_objects)
+    if task.layout.image_format == "png":
+        row["png_images"] = np.frombuffer(_read_png(path, task.size)[1], np.uint8)
+    else:
+        exr = _read_exr(path, task.size, task.layout)
+        try:
+            depth_mm = encode_depth(exr.depth)
+        except ValueError as exc:
+            raise SampleError(f"{path}: {exc}") from exc
+        # The seed's 8-bit target PNG (instance, semantic, depth in cm) and the lossless depth beside it.
+        target = np.stack([_ids8(exr.instance, "instance", path), _ids8(exr.semantic, "semantic", path),
+                           encode_depth_cm8(exr.depth)], axis=-1)
+        row["png_images"] = np.frombuffer(encode_png8(linear_to_srgb8(exr.rgb)), np.uint8)
+        row["png_targets"] = np.frombuffer(encode_png8(target), np.uint8)
+        row["png_depth"] = np.frombuffer(encode_png16(depth_mm), np.uint8)
+    row.update(
+        index=np.int64(task.index),
+        seed=np.int64(sidecar.get("seed", -1)),
+        split=np.int8(_SPLIT_CODE[task.split]),
+        K=np.asarray(view["K"], np.float32),
+        cam_to_world=np.asarray(view["cam_to_world_opencv"], np.float32),
+        **_records(view.get("records"), task.layout.view_records),
+        **_records(sidecar.get("records"), task.layout.sample_records),
+    )
+    return row
+
+
+def _scene(task: _Task, sidecar: dict[str, Any], folder: Path) -> EncodedScene:
+    """One §3 row, deflated."""
+    layout = task.layout
+    views = sidecar["views"]
+    paths = [folder / v["file"] for v in views]
+    if layout.image_format == "png":
+        images = np.stack([_read_png(p, task.size)[0] for p in paths])
+        channels: dict[str, np.ndarray] = {}
+    else:
+        exrs = [_read_exr(p, task.size, layout) for p in paths]
+        images = np.stack([linear_to_srgb8(v.rgb) for v in exrs])
+        try:
+            depth = np.stack([encode_depth(v.depth) for v in exrs])
+        except ValueError as exc:
+            raise SampleError(f"{folder}: {exc}") from exc
+        channels = {"depth": depth}
+        for key in ("instance", "semantic"):
+            channels[key] = _ids8(np.stack([getattr(v, key) for v in exrs]), key, folder)
+        if "normal" in layout.channels:
+            channels["normal"] = np.stack([v.normal for v in exrs]).astype(np.float16)
+        if "albedo" in layout.channels:
+            channels["albedo"] = np.stack([linear_to_srgb8(v.albedo) for v in exrs])
+    spec = _scene_spec(layout, task.size)
+    return encode_scene(
+        spec, task.index, images,
+        K=np.asarray([v["K"] for v in views], np.float64),
+        cam_to_world=np.asarray([v["cam_to_world_opencv"] for v in views], np.float64),
+        # The sidecar's own viewpoints, stored as rendered (not recomputed from the poses).
+        viewpoints=np.asarray([v["viewpoint_gqn"] for v in views], np.float32),
+        viewpoints_xyzyp=np.asarray([v["viewpoint_xyzyp"] for v in views], np.float32),
+        channels=channels,
+        view_records={name: np.asarray([(v.get("records") or {})[name] for v in views], np.float32).reshape(
+            (len(views), *shape)) for name, shape in layout.view_records.items()},
+        sample_records=_records(sidecar.get("records"), layout.sample_records),
+    )
+
+
+def _encode_task(task: _Task) -> tuple[str, int, Any]:
+    """Worker: decode and encode one sample. Returns ("ok", index, payload) or ("bad", index, reason)."""
+    folder = Path(task.path)
+    try:
+        sidecar = json.loads((folder / "sample.json").read_text())  # checked by the survey
+        if task.layout.kind == "scene-major":
+            return "ok", task.index, _scene(task, sidecar, folder)
+        return "ok", task.index, _bucket_row(task, sidecar, folder)
+    except (SampleError, ExrReadError, PngError, SceneFileError, OSError) as exc:
+        return "bad", task.index, str(exc)
+
+
+# --------------------------------------------------------------------------------------------------- writers
+def _common_attrs(dataset_dir: Path, plan: _Plan) -> dict[str, Any]:
+    first = json.loads((Path(plan.surveys[0].path) / "sample.json").read_text())
+    return {
+        "format_version": FORMAT_VERSION,
+        "dataset": Path(dataset_dir).name,
+        "generator": str(first.get("generator", "")),
+        "dataset_seed": int(first.get("dataset_seed", -1)),
+        "classes": np.array(plan.classes, dtype=h5py.string_dtype()),
+        "depth_code": "uint16 millimetres; 0 = no hit, 65535 = beyond 65.534 m",
+        "split_rule": plan.layout.split,
+    }
+
+
+def _scene_spec(layout: Layout, size: tuple[int, int]) -> SceneSpec:
+    return SceneSpec(views=layout.views, height=size[0], width=size[1], channels=_scene_channels(layout),
+                     view_records=layout.view_records, sample_records=layout.sample_records)
 
 
 class _BucketWriter:
     """Appends rows of one ``imgs_XX.h5`` (§2) to its temporary file, ``_CHUNK_ROWS`` at a time."""
 
-    def __init__(self, path: Path, bucket: int, plan: _Plan, dataset_dir: Path, with_targets: bool):
+    def __init__(self, path: Path, bucket: int, plan: _Plan, attrs: dict[str, Any]):
         self.path = path
         self.fh = h5_out.create_h5(path)
-        _common_attrs(self.fh, dataset_dir, plan, "sample-major")
+        for key, value in attrs.items():
+            self.fh.attrs[key] = value
+        self.fh.attrs["layout"] = "sample-major"
         self.fh.attrs["bucket"] = bucket
-        self.fh.attrs["split"] = SPLIT_OF_BUCKET[bucket]
+        if plan.layout.split == SPLIT_RULE:
+            self.fh.attrs["split"] = SPLIT_OF_BUCKET[bucket]
         m, new = plan.max_objects, h5_out.new_dataset
         specs: dict[str, tuple[tuple[int, ...], Any]] = {
             "index": ((), np.int64),
             "seed": ((), np.int64),
+            "split": ((), np.int8),
             "png_images": ((), VLEN_U8),
             "K": ((3, 3), np.float32),
             "cam_to_world": ((4, 4), np.float32),
@@ -322,25 +550,18 @@ class _BucketWriter:
             "instance_id": ((m,), np.int32),
             "class_index": ((m,), np.int32),
         }
-        if with_targets:
+        if plan.layout.image_format == "exr":
             specs["png_targets"] = ((), VLEN_U8)
+            specs["png_depth"] = ((), VLEN_U8)
         for key, shape in OBJECT_FIELDS.items():
             specs[key] = ((m, *shape), np.float32)
+        for key, shape in (*plan.layout.view_records.items(), *plan.layout.sample_records.items()):
+            specs[key] = (shape, np.float32)
+        self.fh.attrs["fields"] = json.dumps(sorted(specs))
         self.ds = {k: new(self.fh, k, (0, *shape), dt, _CHUNK_ROWS) for k, (shape, dt) in specs.items()}
         self.buf: dict[str, list] = {k: [] for k in self.ds}
 
-    def add(self, sample: Sample, png: bytes, target: bytes | None) -> None:
-        view = sample.views[0]
-        row = _object_arrays(sample, self.ds["class_index"].shape[1])
-        row.update(
-            index=np.int64(sample.index),
-            seed=np.int64(sample.sidecar.get("seed", -1)),
-            png_images=np.frombuffer(png, np.uint8),
-            K=np.asarray(view["K"], np.float32),
-            cam_to_world=np.asarray(view["cam_to_world_opencv"], np.float32),
-        )
-        if target is not None:
-            row["png_targets"] = np.frombuffer(target, np.uint8)
+    def add(self, row: dict[str, np.ndarray]) -> None:
         for key in self.buf:
             self.buf[key].append(row[key])
         if len(self.buf["index"]) >= _CHUNK_ROWS:
@@ -355,48 +576,13 @@ class _BucketWriter:
     def rows(self) -> int:
         return self.ds["index"].shape[0] + len(self.buf["index"])
 
+    def close_for_publish(self) -> tuple[h5py.File, Path]:
+        """Writes what is buffered; the (file, final path) for :func:`h5_out.publish_all`."""
+        self.flush()
+        return self.fh, self.path
 
-class _SceneWriter:
-    """Appends scene rows of one ``scenes_{split}.h5`` (§3) to its temporary file."""
-
-    def __init__(self, path: Path, split: str, plan: _Plan, dataset_dir: Path, with_targets: bool):
-        self.path = path
-        self.fh = h5_out.create_h5(path)
-        _common_attrs(self.fh, dataset_dir, plan, "scene-major")
-        self.fh.attrs["split"] = split
-        self.fh.attrs["views"] = plan.views
-        self.fh.attrs["viewpoint_order"] = VIEWPOINT_ORDER
-        v, (h, w), new = plan.views, plan.size, h5_out.new_dataset
-        self.ds = {
-            "images": new(self.fh, "images", (0, v, h, w, 3), np.uint8, 1, compression="gzip"),
-            "viewpoints": new(self.fh, "viewpoints", (0, v, 7), np.float32, _CHUNK_ROWS),
-            "viewpoints_xyzyp": new(self.fh, "viewpoints_xyzyp", (0, v, 5), np.float32, _CHUNK_ROWS),
-            "K": new(self.fh, "K", (0, v, 3, 3), np.float32, _CHUNK_ROWS),
-            "cam_to_world": new(self.fh, "cam_to_world", (0, v, 4, 4), np.float32, _CHUNK_ROWS),
-            "scene_index": new(self.fh, "scene_index", (0,), np.int64, _CHUNK_ROWS),
-        }
-        if with_targets:
-            self.ds["depth"] = new(self.fh, "depth", (0, v, h, w), np.uint16, 1, compression="gzip")
-            for key in ("instance", "semantic"):
-                self.ds[key] = new(self.fh, key, (0, v, h, w), np.uint8, 1, compression="gzip")
-
-    def add(self, sample: Sample, payload: dict[str, np.ndarray]) -> None:
-        views = sample.views
-        row = dict(payload)
-        row["viewpoints"] = np.asarray([v["viewpoint_gqn"] for v in views], np.float32)
-        row["viewpoints_xyzyp"] = np.asarray([v["viewpoint_xyzyp"] for v in views], np.float32)
-        row["K"] = np.asarray([v["K"] for v in views], np.float32)
-        row["cam_to_world"] = np.asarray([v["cam_to_world_opencv"] for v in views], np.float32)
-        row["scene_index"] = np.int64(sample.index)
-        for key, ds in self.ds.items():
-            h5_out.append_rows(ds, [row[key]])
-
-    def flush(self) -> None:
-        """Rows are written as they come; nothing buffered."""
-
-    @property
-    def rows(self) -> int:
-        return self.ds["scene_index"].shape[0]
+    def discard(self) -> None:
+        h5_out.discard(self.fh, self.path)
 
 
 # --------------------------------------------------------------------------------------------------- driver
@@ -410,6 +596,63 @@ def scene_file(dataset_dir: Path, split: str) -> Path:
     return Path(dataset_dir) / f"scenes_{split}.h5"
 
 
+def _outputs(dataset_dir: Path, plan: _Plan, buckets: Iterable[int] | None) -> tuple[dict[Any, Path],
+                                                                                      Callable[[_Survey], Any]]:
+    """Output file per key (split or bucket) and the key of a sample."""
+    if plan.layout.kind == "scene-major":
+        if buckets is not None:
+            raise ValueError("-b/--buckets applies to sample-major datasets; scene files are written per split")
+        return {s: scene_file(dataset_dir, s) for s in SPLITS}, plan.split
+    keys = sorted(set(range(N_BUCKETS) if buckets is None else buckets))
+    if not keys or any(not 0 <= b < N_BUCKETS for b in keys):
+        raise ValueError(f"buckets must be in 0..{N_BUCKETS - 1}, got {keys}")
+    return {b: bucket_file(dataset_dir, b) for b in keys}, lambda s: bucket_of(s.index)
+
+
+def _open_writers(dataset_dir: Path, plan: _Plan, paths: dict[Any, Path]) -> dict[Any, Any]:
+    attrs = _common_attrs(dataset_dir, plan)
+    writers: dict[Any, Any] = {}
+    try:
+        for key, path in paths.items():
+            if plan.layout.kind == "scene-major":
+                writers[key] = SceneFileWriter(path, _scene_spec(plan.layout, plan.size), {**attrs, "split": key})
+            else:
+                writers[key] = _BucketWriter(path, key, plan, attrs)
+    except BaseException:
+        for writer in writers.values():
+            writer.discard()
+        raise
+    return writers
+
+
+def _write_reports(dataset_dir: Path, plan: _Plan, result: ConsolidationResult, split_of_sample: dict[int, str]):
+    write_json(
+        dataset_dir / "splits.json",
+        {
+            "format_version": FORMAT_VERSION,
+            "layout": plan.layout.kind,
+            "rule": plan.layout.split,
+            "split_of_bucket": {str(b): SPLIT_OF_BUCKET[b] for b in range(N_BUCKETS)},
+            "bucket": "index % 12",
+            "samples": {s: sorted(i for i, t in split_of_sample.items() if t == s) for s in SPLITS},
+        },
+    )
+    write_json(
+        dataset_dir / "consolidation.json",
+        {
+            "format_version": FORMAT_VERSION,
+            "layout": plan.layout.kind,
+            "layout_declaration": plan.layout.to_json(),
+            "layout_declared": plan.declared,
+            "views": plan.layout.views,
+            "input": plan.layout.image_format,
+            "with_targets": result.with_targets,
+            "rows": result.rows,
+            "bad_samples": [{"sample": b.name, "reason": b.reason} for b in result.bad],
+        },
+    )
+
+
 def consolidate(
     dataset_dir: Path,
     jobs: int = 1,
@@ -417,12 +660,12 @@ def consolidate(
     require_exr: bool = False,
     progress: bool = False,
 ) -> ConsolidationResult:
-    """Consolidates ``DATA_DIR/NAME`` into §2 buckets or §3 scene files (chosen by the number of views).
+    """Consolidates ``DATA_DIR/NAME`` into §2 buckets or §3 scene files, as its layout declares.
 
     Args:
-        dataset_dir: ``DATA_DIR/NAME`` holding ``samples/``.
-        jobs: processes decoding and encoding views (1 = all in this process).
-        buckets: single-view datasets only: the buckets to (re)write; all 12 when None.
+        dataset_dir: ``DATA_DIR/NAME`` holding ``dataset.json`` and ``samples/``.
+        jobs: processes surveying, decoding and encoding samples (1 = all in this process).
+        buckets: sample-major datasets only: the buckets to (re)write; all 12 when None.
         require_exr: fail unless the views are EXR (the original ``-e``); targets are stored whenever they are.
         progress: show a tqdm bar.
 
@@ -431,97 +674,57 @@ def consolidate(
 
     Raises:
         FileNotFoundError: no ``samples/`` folder.
+        LayoutError: dataset.json is missing, corrupt or declares an unusable layout.
         ValueError: bad arguments, no usable sample, PNG input with ``require_exr``.
         h5_out.DatasetBusyError: another run holds the dataset.
     """
     dataset_dir = Path(dataset_dir)
-    plan = plan_consolidation(dataset_dir)
-    if require_exr and plan.kind != "exr":
-        raise ValueError(
-            f"{dataset_dir}: -e/--exr asks for EXR views but the samples hold {plan.kind.upper()} files; "
-            "render with rendering.render_exr = True or drop -e"
+    with h5_out.dataset_lock(dataset_dir), worker_pool(jobs) as pool:
+        plan = plan_consolidation(dataset_dir, pool=pool)
+        layout = plan.layout
+        if require_exr and layout.image_format != "exr":
+            raise ValueError(
+                f"{dataset_dir}: -e/--exr asks for EXR views but the samples hold {layout.image_format.upper()} "
+                "files; render with rendering.render_exr = True or drop -e"
+            )
+        result = ConsolidationResult(layout=layout.kind, with_targets=layout.image_format == "exr",
+                                     declaration=layout, declared=plan.declared)
+        paths, key_of = _outputs(dataset_dir, plan, buckets)
+        surveys = [s for s in plan.surveys if key_of(s) in paths]
+        tasks = [_Task(s.index, s.path, layout, plan.size, plan.max_objects, plan.split(s)) for s in surveys]
+        by_index = {s.index: s for s in surveys}
+        logger.info(
+            "consolidating %d %s samples of %s (%d views, %s) into %d files with %d process(es)",
+            len(tasks), layout.kind, dataset_dir.name, layout.views, layout.image_format, len(paths), jobs,
         )
-    with_targets = plan.kind == "exr"
-    layout = "scene-major" if plan.scene_major else "sample-major"
-    result = ConsolidationResult(layout=layout, with_targets=with_targets)
-    if plan.scene_major:
-        if buckets is not None:
-            raise ValueError("-b/--buckets applies to single-view datasets; scene files are written per split")
-        keys: list[Any] = list(SPLITS)
-        key_of: Callable[[int], Any] = split_of
-        paths = {s: scene_file(dataset_dir, s) for s in SPLITS}
-    else:
-        keys = sorted(set(range(N_BUCKETS) if buckets is None else buckets))
-        if not keys or any(not 0 <= b < N_BUCKETS for b in keys):
-            raise ValueError(f"buckets must be in 0..{N_BUCKETS - 1}, got {keys}")
-        key_of = bucket_of
-        paths = {b: bucket_file(dataset_dir, b) for b in keys}
-    samples = [s for s in plan.samples if key_of(s.index) in paths]
-    by_index = {s.index: s for s in samples}
-    tasks = [
-        _Task(
-            index=s.index,
-            name=s.name,
-            paths=tuple(str(s.view_path(v)) for v in range(len(s.views))),
-            kind=plan.kind,
-            size=plan.size,
-            scene_major=plan.scene_major,
-        )
-        for s in samples
-    ]
-    logger.info(
-        "consolidating %d %s samples of %s (%s views, %s) into %d files with %d process(es)",
-        len(tasks), layout, dataset_dir.name, plan.views, plan.kind, len(paths), jobs,
-    )
-    bad = [b for b in plan.bad if not b.name.isdigit() or key_of(int(b.name)) in paths]
-    with h5_out.dataset_lock(dataset_dir), worker_pool(min(jobs, len(tasks))) as pool:
-        writers: dict[Any, _BucketWriter | _SceneWriter] = {}
+        # Bad samples of the buckets not written are not this run's to report.
+        bad = [b for b in plan.bad if not b.name.isdigit() or layout.kind == "scene-major"
+               or bucket_of(int(b.name)) in paths]
+        split_of_sample: dict[int, str] = {}
+        writers = _open_writers(dataset_dir, plan, paths)
         try:
-            for key in keys:
-                cls = _SceneWriter if plan.scene_major else _BucketWriter
-                writers[key] = cls(paths[key], key, plan, dataset_dir, with_targets)
             results = map_ordered(_encode_task, tasks, pool=pool)
             for status, index, payload in tqdm(results, total=len(tasks), disable=not progress, unit="sample"):
-                sample = by_index[index]
+                survey = by_index[index]
                 if status == "bad":
-                    bad.append(BadSample(sample.name, payload))
+                    bad.append(BadSample(survey.name, payload))
                     continue
-                writer = writers[key_of(index)]
-                if plan.scene_major:
-                    writer.add(sample, payload)
+                writer = writers[key_of(survey)]
+                if layout.kind == "scene-major":
+                    writer.add_encoded(payload)
                 else:
-                    writer.add(sample, *payload)
+                    writer.add(payload)
+                split_of_sample[index] = plan.split(survey)
             for writer in writers.values():
-                writer.flush()
                 result.rows[writer.path.name] = writer.rows
-            for writer in writers.values():
-                h5_out.publish(writer.fh, writer.path)
+            h5_out.publish_all([writer.close_for_publish() for writer in writers.values()])
         except BaseException:
-            for key, writer in writers.items():
-                h5_out.discard(writer.fh, paths[key])
+            for writer in writers.values():
+                writer.discard()
             raise
         bad.sort(key=lambda b: b.name)
         result.bad = bad
-        h5_out.write_json_atomic(
-            dataset_dir / "splits.json",
-            {
-                "format_version": FORMAT_VERSION,
-                "layout": layout,
-                "split_of_bucket": {str(b): SPLIT_OF_BUCKET[b] for b in range(N_BUCKETS)},
-                "bucket": "index % 12",
-            },
-        )
-        h5_out.write_json_atomic(
-            dataset_dir / "consolidation.json",
-            {
-                "layout": layout,
-                "views": plan.views,
-                "input": plan.kind,
-                "with_targets": with_targets,
-                "rows": result.rows,
-                "bad_samples": [{"sample": b.name, "reason": b.reason} for b in bad],
-            },
-        )
+        _write_reports(dataset_dir, plan, result, split_of_sample)
     for b in bad:
         logger.error("bad sample %s: %s", b.name, b.reason)
     logger.info(
@@ -531,6 +734,31 @@ def consolidate(
     return result
 
 
+def running_elsewhere(samples: int = 5, interval_s: float = 0.005) -> float | None:
+    """Median number of runnable tasks other than this one (/proc/loadavg's "running"), None where unknown."""
+    counts = []
+    for i in range(samples):
+        try:
+            running = Path("/proc/loadavg").read_text().split()[3].split("/")[0]
+        except (OSError, IndexError):
+            return None
+        counts.append(max(0, int(running) - 1))  # this process is running while it reads the file
+        if i + 1 < samples:
+            time.sleep(interval_s)
+    return float(np.median(counts))
+
+
 def default_jobs() -> int:
-    """Processes to use by default: the CPUs this process may run on."""
-    return max(1, len(os.sched_getaffinity(0)))
+    """Processes to use by default: the CPUs this process may run on that other work leaves idle, at least 1.
+
+    A pool is faster only on idle cores. Where every core is busy, the kernel shares the CPU between sessions
+    (autogroups), not processes, so a pool gets no more time than one process and its own cost (forking, sending
+    rows back) makes it slower: on this project's shared 2-CPU VM with other sessions' work runnable, 2 workers
+    were slower than 1 process at 64x64 and 128x128 (docs/benchmarks.md). Idle CPUs are estimated from the tasks
+    runnable now (a 20 ms look at /proc/loadavg); without it, all CPUs.
+    """
+    cpus = max(1, len(os.sched_getaffinity(0)))
+    busy = running_elsewhere()
+    if busy is None:
+        return cpus
+    return max(1, min(cpus, math.ceil(cpus - busy)))

@@ -1,10 +1,10 @@
 """Preprocessing (``preprocess_data.py -p``): §2 buckets -> one training-ready ``data_{res}[_lab].h5`` (§4).
 
 Per row: decode the sRGB PNG, resize it to ``res`` (bilinear with anti-aliasing), scale it to [0, 1] (or convert it
-to CIE-LAB with scikit-image and scale L/100, a/128, b/128), and store float16 NCHW. With targets (``png_targets``,
-EXR input), instance and semantic ids are resized with nearest neighbour and depth too (decoded to metres, NaN
+to CIE-LAB with scikit-image and scale L/100, a/128, b/128), and store float16 NCHW. With targets (``png_targets``
+ids and ``png_depth`` millimetres, EXR input), instance and semantic ids are resized with nearest neighbour and depth too (decoded to metres, NaN
 where nothing was hit), so that no label is ever blended across an object edge. Intrinsics are scaled to the
-new size. Rows are ordered train, val, test (each sorted by sample index), so a split is one contiguous slice.
+new size. Rows are ordered train, val, test by each row's `split` (each sorted by sample index), so a split is one contiguous slice.
 With ``-c`` the per-channel mean and standard deviation of the train rows are stored for the trainer.
 """
 
@@ -22,15 +22,18 @@ from skimage.color import rgb2lab
 from skimage.transform import resize
 from tqdm import tqdm
 
+from core.samples import N_BUCKETS, SPLIT_OF_BUCKET, SPLITS
 from pipeline.formats import hdf5 as h5_out
 from pipeline.formats.depth import decode_depth
 from pipeline.formats.png import decode_png
-from pipeline.layouts.consolidate import FORMAT_VERSION, bucket_file, map_ordered, worker_pool
-from pipeline.quality.raw_samples import N_BUCKETS, OBJECT_FIELDS, SPLIT_OF_BUCKET, SPLITS
+from pipeline.layouts.consolidate import bucket_file, map_ordered, worker_pool
+from pipeline.quality.raw_samples import OBJECT_FIELDS
 
 logger = logging.getLogger(__name__)
 
 _BATCH = 64
+#: Version of the §4 contract (unchanged by format 2 of the consolidated files it reads).
+FORMAT_VERSION = 1
 #: Per-row datasets copied from the buckets unchanged.
 _COPIED = ("index", "seed", "cam_to_world", "num_objects", "light", "instance_id", "class_index", *OBJECT_FIELDS)
 
@@ -63,7 +66,10 @@ def _process_batch(task: tuple[list[tuple[str, int]], int, bool, bool]) -> dict[
                 img = rgb2lab(img) / np.array([100.0, 128.0, 128.0])
             images.append(img.transpose(2, 0, 1).astype(np.float16))
             if targets:
-                t = decode_png(fh["png_targets"][row])
+                # Ids from the seed's 8-bit target PNG (ids above 255 never reach it), depth from the lossless
+                # millimetre PNG beside it (the target's channel 2 is the seed's saturating centimetres).
+                t = np.concatenate([decode_png(fh["png_targets"][row])[..., :2].astype(np.uint16),
+                                    decode_png(fh["png_depth"][row])], axis=-1)
                 t = resize(t, size, order=0, anti_aliasing=False, preserve_range=True).astype(np.uint16)
                 inst.append(t[..., 0])
                 sem.append(t[..., 1])
@@ -126,14 +132,15 @@ def preprocess(
     for b, path in files.items():
         with h5py.File(path, "r") as fh:
             idx = fh["index"][:]
-            targets &= "png_targets" in fh
+            targets &= "png_targets" in fh and "png_depth" in fh
             if m < 0:
-                meta_src = {k: fh.attrs[k] for k in fh.attrs if k not in ("bucket", "split")}
+                meta_src = {k: fh.attrs[k] for k in fh.attrs if k not in ("bucket", "split", "fields")}
                 m = fh["class_index"].shape[1]
             elif fh["class_index"].shape[1] != m:
                 raise ValueError(f"{path}: objects padded to {fh['class_index'].shape[1]}, others to {m}; re-run -f")
-        rank = SPLITS.index(SPLIT_OF_BUCKET[b])
-        order.extend((rank, int(i), str(path), r) for r, i in enumerate(idx))
+            # Each row's split: its own (a dataset may declare splits per sample), else its bucket's.
+            ranks = fh["split"][:] if "split" in fh else np.full(len(idx), SPLITS.index(SPLIT_OF_BUCKET[b]))
+        order.extend((int(rank), int(i), str(path), r) for r, (rank, i) in enumerate(zip(ranks, idx, strict=True)))
     order.sort()
     n = len(order)
     if n == 0:

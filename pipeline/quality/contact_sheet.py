@@ -13,12 +13,12 @@ from __future__ import annotations
 import colorsys
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from core.publish import Staged
 from pipeline.formats.exr import ExrReadError, read_view_exr
 from pipeline.formats.png import PngError, decode_png, linear_to_srgb8
 from pipeline.quality.raw_samples import Sample, SidecarError, list_sample_dirs, load_sample
@@ -211,12 +211,7 @@ def make_contact_sheet(dataset_dir: Path, n: int, out_path: Path, tile: int | No
         draw.text((x + 16, ly - 1), name, fill=_FG, font=small)
         x += 16 + int(draw.textlength(name, font=small)) + 14
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f"{out_path.name}.tmp-{os.getpid()}")
-    try:
-        sheet.save(tmp, format="PNG")
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with Staged(out_path) as staged:
+        sheet.save(staged.path, format="PNG")
     logger.info("contact sheet of %d sample(s) written to %s (%dx%d)", len(picked), out_path, width, height)
     return width, height

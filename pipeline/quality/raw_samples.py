@@ -1,7 +1,8 @@
 """The raw render output of docs/formats.md §1 as seen by consolidation, validation and the contact sheet.
 
 Finds the published sample folders (six digits; ``.tmp-*`` folders are debris of killed renders and are ignored),
-loads and checks sidecars, reads the render manifest, and holds the bucket/split mapping of §2.
+loads and checks sidecars and reads the render manifest. Folder names, the sidecar's name and the split rule are
+:mod:`core.samples`'.
 """
 
 from __future__ import annotations
@@ -9,20 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.layout import DATASET_JSON
+from core.layout import read_dataset_json as _read_dataset_json
+from core.publish import TMP_PREFIX
+from core.samples import SAMPLE_DIR_RE, SIDECAR, samples_dir
+
 logger = logging.getLogger(__name__)
 
-SAMPLE_DIR_RE = re.compile(r"^\d{6}$")
-N_BUCKETS = 12
-#: bucket -> split of docs/formats.md §2.
-SPLIT_OF_BUCKET = {b: ("train" if b < 10 else "val" if b == 10 else "test") for b in range(N_BUCKETS)}
-SPLITS = ("train", "val", "test")
 #: Per-object sidecar fields that consolidation stores, with their per-object shape.
 OBJECT_FIELDS: dict[str, tuple[int, ...]] = {
     "rot_mat": (3, 3),
@@ -82,21 +82,6 @@ class Sample:
         return int(w), int(h)
 
 
-def bucket_of(index: int) -> int:
-    """Bucket of a sample index (docs/formats.md §2)."""
-    return index % N_BUCKETS
-
-
-def split_of(index: int) -> str:
-    """Split (``train``, ``val`` or ``test``) of a sample index."""
-    return SPLIT_OF_BUCKET[bucket_of(index)]
-
-
-def samples_dir(dataset_dir: Path) -> Path:
-    """``DATA_DIR/NAME/samples``."""
-    return Path(dataset_dir) / "samples"
-
-
 def list_sample_dirs(dataset_dir: Path) -> list[Path]:
     """Published sample folders, sorted by index.
 
@@ -110,7 +95,7 @@ def list_sample_dirs(dataset_dir: Path) -> list[Path]:
         path = root / entry
         if SAMPLE_DIR_RE.match(entry) and path.is_dir():
             out.append(path)
-        elif entry.startswith(".tmp-"):
+        elif entry.startswith(TMP_PREFIX):
             logger.debug("skipping unpublished sample folder %s", path)
         else:
             logger.warning("skipping unexpected entry %s in %s", entry, root)
@@ -188,7 +173,7 @@ def load_sample(path: Path) -> Sample:
     Raises:
         SidecarError: missing, unparsable or invalid ``sample.json``.
     """
-    sidecar_path = path / "sample.json"
+    sidecar_path = path / SIDECAR
     try:
         text = sidecar_path.read_text()
     except FileNotFoundError as exc:
@@ -234,8 +219,11 @@ def read_manifest(dataset_dir: Path) -> list[int] | None:
 
 
 def read_dataset_json(dataset_dir: Path) -> dict[str, Any] | None:
-    """``dataset.json`` of §1, or None when absent."""
-    path = Path(dataset_dir) / "dataset.json"
-    if not path.is_file():
+    """``dataset.json`` of §1, or None when absent.
+
+    Raises:
+        LayoutError: it exists but is not a JSON object (:func:`core.layout.read_dataset_json`).
+    """
+    if not (Path(dataset_dir) / DATASET_JSON).is_file():
         return None
-    return json.loads(path.read_text())
+    return _read_dataset_json(dataset_dir)

@@ -37,7 +37,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.formats import hdf5 as h5_out
+from core.camera import project
+from core.publish import TMP_PREFIX, write_json
+from core.samples import samples_dir
 from pipeline.formats.depth import MAX_DEPTH_M
 from pipeline.formats.exr import ExrReadError, read_view_exr
 from pipeline.formats.png import PngError, decode_png
@@ -49,7 +51,6 @@ from pipeline.quality.raw_samples import (
     load_sample,
     read_dataset_json,
     read_manifest,
-    samples_dir,
 )
 
 logger = logging.getLogger(__name__)
@@ -76,14 +77,14 @@ class SampleCheck:
 
 
 def project_point(point: Sequence[float], k: np.ndarray, c2w_opencv: np.ndarray) -> tuple[float, float, float]:
-    """Projects a world point into a view: returns (u, v, z) with z the planar depth (<= 0: behind the camera)."""
-    w2c = np.linalg.inv(np.asarray(c2w_opencv, np.float64))
-    p = w2c @ np.append(np.asarray(point, np.float64), 1.0)
-    z = float(p[2])
-    if z <= 1e-9:
-        return math.nan, math.nan, z
-    uvw = np.asarray(k, np.float64) @ p[:3]
-    return float(uvw[0] / uvw[2]), float(uvw[1] / uvw[2]), z
+    """Projects a world point into a view (:func:`core.camera.project`): (u, v, z), z the planar depth.
+
+    A point behind the camera (z <= 0) gives u = v = NaN.
+    """
+    uv, z = project(np.asarray(point, np.float64)[None], np.asarray(k), np.asarray(c2w_opencv, np.float64))
+    if z[0] <= 1e-9:
+        return math.nan, math.nan, float(z[0])
+    return float(uv[0, 0]), float(uv[0, 1]), float(z[0])
 
 
 def _in_frame(point: Sequence[float], view: dict, width: int, height: int) -> str | None:
@@ -224,7 +225,7 @@ def validate_raw(dataset_dir: Path, jobs: int = 1, progress: bool = False) -> di
     report["samples_present"] = len(present)
     report["missing_samples"] = [f"{i:06d}" for i in missing]
     report["unexpected_samples"] = [f"{i:06d}" for i in unexpected]
-    debris = sorted(p.name for p in samples_dir(dataset_dir).iterdir() if p.name.startswith(".tmp-"))
+    debris = sorted(p.name for p in samples_dir(dataset_dir).iterdir() if p.name.startswith(TMP_PREFIX))
     warnings: dict[str, list[str]] = {}
     if debris:
         warnings["samples/"] = [f"unpublished folder {d} (debris of a killed render)" for d in debris]
@@ -258,7 +259,7 @@ def validate_raw(dataset_dir: Path, jobs: int = 1, progress: bool = False) -> di
 
 def write_report(report: dict[str, Any], path: Path) -> None:
     """Writes the report atomically as JSON."""
-    h5_out.write_json_atomic(Path(path), report)
+    write_json(Path(path), report, indent=2)
 
 
 def log_report(report: dict[str, Any]) -> None:

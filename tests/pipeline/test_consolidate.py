@@ -6,18 +6,21 @@ import hashlib
 import io
 import json
 import logging
+import os
 from pathlib import Path
 
 import h5py
+import imageio.v2 as imageio
 import numpy as np
 import pytest
 from PIL import Image
 
 import paths
 import preprocess_data
-from pipeline.formats.depth import decode_depth, encode_depth
+from pipeline.formats.depth import decode_depth, encode_depth, encode_depth_cm8
 from pipeline.formats.exr import read_view_exr
 from pipeline.formats.png import decode_png, encode_png16, linear_to_srgb8
+from pipeline.layouts import consolidate as consolidate_mod
 from pipeline.layouts.consolidate import consolidate
 from tests.fixtures_raw import corrupt_exr, make_raw_dataset, view_path
 
@@ -64,6 +67,20 @@ def test_png16_round_trip_and_foreign_pngs():
     buf = io.BytesIO()
     Image.fromarray(grey).save(buf, format="PNG")
     assert np.array_equal(decode_png(buf.getvalue())[..., 0], grey)
+    # Our 16-bit greyscale PNG (png_depth) reads exactly with the common readers, unlike 16-bit RGB.
+    ours = encode_png16(grey)
+    assert np.array_equal(decode_png(ours)[..., 0], grey)
+    with Image.open(io.BytesIO(ours)) as im:
+        assert np.array_equal(np.asarray(im), grey) and np.asarray(im).dtype == np.uint16
+    assert np.array_equal(imageio.imread(io.BytesIO(ours)), grey)
+    # Why png_targets is 8-bit again: the common readers silently keep only the high byte of 16-bit RGB.
+    lossy = imageio.imread(io.BytesIO(encode_png16(img)))
+    assert lossy.dtype == np.uint8 and np.array_equal(lossy, img >> 8)
+
+
+def test_seed_depth_code():
+    depth = np.array([np.inf, np.nan, 0.0, 0.004, 0.006, 1.234, 2.54, 2.55, 2.556, 40.0], np.float32)
+    assert encode_depth_cm8(depth).tolist() == [255, 255, 0, 0, 1, 123, 254, 255, 255, 255]
 
 
 def test_round_trip_single_view(tmp_path):
@@ -77,11 +94,16 @@ def test_round_trip_single_view(tmp_path):
         assert row["_file"] == f"imgs_{index % 12:02d}.h5"
         view = read_view_exr(view_path(dataset_dir, index))
         assert np.array_equal(decode_png(row["png_images"]), linear_to_srgb8(view.rgb))
-        target = decode_png(row["png_targets"])
-        assert target.dtype == np.uint16 and target.shape == (12, 16, 3)
+        # The seed's way to read a row: imageio on the PNG bytes. 8-bit targets, 16-bit greyscale depth.
+        target = imageio.imread(io.BytesIO(row["png_targets"].tobytes()))
+        assert target.dtype == np.uint8 and target.shape == (12, 16, 3)
         assert np.array_equal(target[..., 0], view.instance)
         assert np.array_equal(target[..., 1], view.semantic)
-        depth = decode_depth(target[..., 2])
+        assert np.array_equal(target[..., 2], encode_depth_cm8(view.depth))
+        code = imageio.imread(io.BytesIO(row["png_depth"].tobytes()))
+        assert code.dtype == np.uint16 and code.shape == (12, 16)
+        assert np.array_equal(code, decode_png(row["png_depth"])[..., 0])
+        depth = decode_depth(code)
         hit = np.isfinite(view.depth)
         assert hit.any() and np.array_equal(np.isnan(depth), ~hit)
         assert np.max(np.abs(depth[hit] - view.depth[hit])) <= 0.0005 + 1e-6
@@ -190,3 +212,12 @@ def test_help_describes_steps(capsys):
     for flag in ("--to_hdf5", "--preprocess", "--resolution", "--lab", "--buckets", "--compute_stats", "--validate",
                  "--show", "--allow-bad"):
         assert flag in out
+
+
+def test_default_jobs_takes_the_idle_cpus(monkeypatch):
+    real = consolidate_mod.running_elsewhere(samples=2, interval_s=0.0)
+    assert real is None or real >= 0
+    cpus = len(os.sched_getaffinity(0))
+    for busy, want in [(None, cpus), (0.0, cpus), (cpus - 0.5, 1), (cpus + 4.0, 1)]:
+        monkeypatch.setattr(consolidate_mod, "running_elsewhere", lambda busy=busy: busy)
+        assert consolidate_mod.default_jobs() == want, busy

@@ -41,9 +41,10 @@ def test_real_render_round_trip(tmp_path):
             assert np.array_equal(decode_png(fh["png_images"][0]), linear_to_srgb8(view.rgb))
             target = decode_png(fh["png_targets"][0])
             assert np.array_equal(target[..., 0], view.instance) and np.array_equal(target[..., 1], view.semantic)
+            code = decode_png(fh["png_depth"][0])[..., 0]
             hit = np.isfinite(view.depth)
-            assert hit.any() and np.array_equal(np.isnan(decode_depth(target[..., 2])), ~hit)
-            assert np.max(np.abs(decode_depth(target[..., 2])[hit] - view.depth[hit])) <= 0.0005 + 1e-6
+            assert hit.any() and np.array_equal(np.isnan(decode_depth(code)), ~hit)
+            assert np.max(np.abs(decode_depth(code)[hit] - view.depth[hit])) <= 0.0005 + 1e-6
     w, h = make_contact_sheet(dataset_dir, 3, tmp_path / "sheet.png")
     assert w > 4 * 32 and h > 3 * 32
 
@@ -67,3 +68,4 @@ def test_real_gqn_rooms_consolidate_scene_major(tmp_path):
             exr = read_view_exr(dataset_dir / "samples" / "000001" / f"view_{view:02d}.exr")
             assert np.array_equal(fh["images"][1, view], linear_to_srgb8(exr.rgb))
             assert np.array_equal(fh["instance"][1, view], exr.instance)
+            assert np.array_equal(fh["normal"][1, view], exr.normal.astype(np.float16))

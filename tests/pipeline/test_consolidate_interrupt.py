@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import pytest
 
+from core.publish import temp_owner
 from pipeline.layouts import consolidate as consolidate_mod
 from pipeline.layouts.consolidate import consolidate
 from tests.fixtures_raw import make_raw_dataset
@@ -48,7 +49,8 @@ c.consolidate(Path(sys.argv[1]), jobs=1)
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.h5"))}
+    """sha256 of the published files (temporary ones start with a dot, core.publish)."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("[!.]*.h5"))}
 
 
 def kill_mid_way(dataset_dir: Path, tmp_path: Path) -> None:
@@ -76,8 +78,9 @@ def test_sigkill_leaves_previous_files_then_rerun_is_identical(tmp_path):
     kill_mid_way(dataset_dir, tmp_path)
     assert digest(dataset_dir) == good, "a killed run changed the published files"
     debris = [p.name for p in dataset_dir.iterdir() if ".tmp-" in p.name]
-    assert debris and all(".h5.tmp-" in name for name in debris)  # never named *.h5
-    for path in dataset_dir.glob("*.h5"):
+    # The core temporary-name scheme: hidden, naming the dead writer and the file it was writing.
+    assert debris and all(temp_owner(name) and temp_owner(name)[2].endswith(".h5") for name in debris)
+    for path in dataset_dir.glob("[!.]*.h5"):
         with h5py.File(path, "r") as fh:
             assert fh["index"].shape[0] == fh["png_images"].shape[0]
     # The next run clears the debris and publishes the new content, the same bytes as any other run.
@@ -92,7 +95,7 @@ def test_sigkill_leaves_previous_files_then_rerun_is_identical(tmp_path):
 def test_sigkill_without_previous_files_leaves_no_output(tmp_path):
     dataset_dir = make_raw_dataset(tmp_path, "fresh", n_samples=12)
     kill_mid_way(dataset_dir, tmp_path)
-    assert not list(dataset_dir.glob("*.h5"))
+    assert not list(dataset_dir.glob("[!.]*.h5"))
     assert not (dataset_dir / "splits.json").exists()
 
 

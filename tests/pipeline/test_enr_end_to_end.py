@@ -67,6 +67,18 @@ def test_enr_rotation_distributed_consolidated_exported(tmp_path):
     assert (corners == 255).all()
 
 
+def test_enr_test_split_has_251_spiral_views_through_the_export(tmp_path):
+    data = tmp_path / "data"
+    _run("distributed_render.py", "-g", "enr_rotation", "-d", "enr_test", "-n", "1", "-b", "1", "-l",
+         "--data_dir", str(data), "--no_progress", *TINY, "-p", "rendering.resolution = 8",
+         "-p", "enr_object.split = 'test'")
+    _run("preprocess_data.py", "-d", "enr_test", "-f", env={"DATA_DIR": str(data)})
+    _run("-m", "pipeline.layouts.export_enr", str(data / "enr_test"), "--out", str(tmp_path / "enr"))
+    (imgs, poses), = _check_export(data / "enr_test", tmp_path / "enr", "test", 251)
+    assert (len(imgs) - 1) % 125 == 0  # ENR's evaluate_psnr.py assertion
+    assert poses[64]["elevation"] == pytest.approx(23.04, abs=1e-3)
+
+
 def test_shepard_metzler_exports_with_angles_from_its_cameras(tmp_path):
     data = tmp_path / "data"
     _run("render.py", "--", "-d", "sm", "-g", "gqn_shepard_metzler_5_parts", "--data_dir", str(data),

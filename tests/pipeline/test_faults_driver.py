@@ -140,3 +140,64 @@ def test_full_disk_ends_the_render_with_one_line_and_a_rerun_completes_it(tmp_pa
     for ref in sorted((tmp_path / "ref" / "ds" / "samples").rglob("*")):
         if ref.is_file():
             assert (samples / ref.relative_to(tmp_path / "ref" / "ds" / "samples")).read_bytes() == ref.read_bytes()
+
+
+def _render(data, *extra, env=None):
+    return _driver([*TINY, "-d", "ds", "-n", "4", "-b", "2", "-l", "--data_dir", str(data), "--no_progress", *extra],
+                   env=env)
+
+
+def test_deleted_dataset_json_and_another_config_is_refused(tmp_path):
+    assert _render(tmp_path, "-n", "2").returncode == 0
+    (tmp_path / "ds" / "dataset.json").unlink()
+    result = _render(tmp_path, "-c", "-p", "rendering.resolution = 48")
+    assert result.returncode == 2 and "config_hash" in result.stderr, result.stderr
+    assert "retrying" not in result.stderr
+    sizes = {json.loads(p.read_text())["resolution"][0] for p in (tmp_path / "ds" / "samples").glob("*/sample.json")}
+    assert sizes == {32}  # no 48 px sample among the 32 px ones
+    # the same config continues, and gets its dataset.json back
+    assert _render(tmp_path, "-c").returncode == 0
+    assert json.loads((tmp_path / "ds" / "dataset.json").read_text())["layout"]["views"] == 1
+
+
+def test_corrupt_dataset_json_is_named_even_when_every_shard_is_finished(tmp_path):
+    assert _render(tmp_path).returncode == 0
+    (tmp_path / "ds" / "dataset.json").write_bytes(b"\xff\xfe garbage")
+    result = _render(tmp_path, "-c")
+    assert result.returncode == 2
+    assert f"{tmp_path / 'ds' / 'dataset.json'} is not valid JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("field, value", [("config_hash", "0" * 64), ("seed", 7)])
+def test_forged_manifest_line_is_refused(tmp_path, field, value):
+    assert _render(tmp_path).returncode == 0
+    manifest = tmp_path / "ds" / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    record = json.loads(lines[0])
+    record[field] = value
+    manifest.write_text("\n".join([json.dumps(record, sort_keys=True), *lines[1:]]) + "\n")
+    result = _render(tmp_path, "-c")
+    assert result.returncode == 2 and "was rendered differently from this run" in result.stderr
+    assert field in result.stderr
+
+
+def test_reindexed_mesh_folder_is_not_mixed_in(tmp_path):
+    from pipeline import assets
+
+    meshes, cache = tmp_path / "meshes", tmp_path / "cache"
+    (meshes / "cube").mkdir(parents=True)
+    cube = "OFF\n8 6 0\n" + "".join(f"{x} {y} {z}\n" for x in (0, 1) for y in (0, 1) for z in (0, 1)) + \
+        "4 0 1 3 2\n4 4 6 7 5\n4 0 4 5 1\n4 2 3 7 6\n4 0 2 6 4\n4 1 5 7 3\n"
+    (meshes / "cube" / "a.off").write_text(cube)
+    assets.index_folder(meshes, name="mine", cache_dir=cache)
+    env = {"CACHE_DIR": str(cache)}
+    bind = ["-p", "object.mesh_source = 'folder-mine'"]
+    assert _render(tmp_path, "-n", "2", *bind, env=env).returncode == 0
+    (meshes / "cone").mkdir()
+    (meshes / "cone" / "b.off").write_text(cube)
+    assets.index_folder(meshes, name="mine", cache_dir=cache)
+    result = _render(tmp_path, "-c", *bind, env=env)
+    assert result.returncode == 2 and "assets_digest" in result.stderr and "re-indexed" in result.stderr
+    classes = {tuple(json.loads(p.read_text())["classes"]) for p in (tmp_path / "ds" / "samples").glob("*/sample.json")}
+    assert classes == {("cube",)}

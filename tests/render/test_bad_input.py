@@ -1,5 +1,7 @@
 """Bad input: one clear message naming the problem, a non-zero exit, and nothing half-written."""
 
+import json
+
 import pytest
 
 from tests.render.helpers import TINY, run_render
@@ -34,15 +36,24 @@ def test_mesh_that_fails_to_import_is_named_and_leaves_no_sample(tmp_path):
     broken.write_text("OFF\n8 12 0\n0 0 0\n1 0 0\n")  # promises 8 vertices, holds 2
     gin = tmp_path / "broken.gin"
     gin.write_text("include 'render_single.gin'\nobject.mesh_source = 'primitives'\n")
-    proc = run_render(tmp_path, "broken", *TINY, "-g", str(gin), "-p",
-                      f"selfstudy_scene.mesh_override = '{broken}'", check=False)
+    override = ["-g", str(gin), "-p", f"selfstudy_scene.mesh_override = '{broken}'"]
+    proc = run_render(tmp_path, "broken", *TINY, *override, "-p", "batch.bad_mesh = 'fail'", check=False)
     assert proc.returncode != 0
     assert "broken.off" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "broken").exists()
+    # by default the sample is published as skipped, naming the mesh, so its neighbours are kept
+    proc = run_render(tmp_path, "skipping", *TINY, *override, "--count", "2", check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "sample 0 skipped" in proc.stderr and "broken.off" in proc.stderr
+    for index in (0, 1):
+        folder = tmp_path / "skipping" / "samples" / f"{index:06d}"
+        sidecar = json.loads((folder / "sample.json").read_text())
+        assert sidecar["views"] == [] and "broken.off" in sidecar["skipped"]["reason"]
+        assert sorted(p.name for p in folder.iterdir()) == ["sample.json"]
 
 
 def test_a_dataset_folder_made_with_another_config_is_refused(tmp_path):
     run_render(tmp_path, "ds", *TINY, "--count", "1")
     proc = run_render(tmp_path, "ds", *TINY, "-p", "lighting.r = 1.0", "--count", "1", check=False)
-    assert proc.returncode != 0 and "another configuration" in proc.stderr
+    assert proc.returncode != 0 and "made differently (config_hash " in proc.stderr
     assert sorted(p.name for p in (tmp_path / "ds" / "samples").iterdir()) == ["000000"]

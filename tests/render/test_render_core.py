@@ -134,20 +134,29 @@ def test_png_output_when_exr_is_off_is_byte_identical_across_runs(tmp_path):
 
 
 def test_two_processes_rendering_the_same_samples_publish_each_once(tmp_path):
-    """Both renderers draw and render the same samples; whichever renames second drops its copy (or finds the
-    sample complete and skips it), so the folder ends with one copy of each sample, the bytes of a lone run."""
+    """Two renderers under one driver's dataset lock (core.lock hands it to the driver's children) draw and render
+    the same samples; whichever renames second drops its copy (or finds the sample complete and skips it), so the
+    folder ends with one copy of each sample, the bytes of a lone run. Without the driver's lock the second
+    render.py is refused at once, naming the first."""
+    import os
     import subprocess
     import sys
 
+    from core.lock import DatasetLock
     from tests.render.helpers import REPO
 
     args = [*TINY, "-p", "rendering.resolution = 16", "--count", "3"]
     run_render(tmp_path / "alone", "ds", *args)
     cmd = [sys.executable, str(REPO / "render.py"), "--", "-d", "ds", "--data_dir", str(tmp_path / "both"), *args]
-    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
-    for proc in procs:
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err.decode()[-2000:]
+    with DatasetLock(tmp_path / "both" / "ds", "a test standing in for the driver") as lock:
+        env = {**os.environ, **lock.child_env()}
+        procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                 for _ in range(2)]
+        for proc in procs:
+            _, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, err.decode()[-2000:]
+        refused = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert refused.returncode == 2 and "being written by a test standing in for the driver" in refused.stderr
     both = tmp_path / "both" / "ds" / "samples"
     assert sorted(p.name for p in both.iterdir()) == ["000000", "000001", "000002"]  # no .tmp- debris either
     for sample in sample_dirs(tmp_path / "alone" / "ds"):
