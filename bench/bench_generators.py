@@ -9,6 +9,7 @@ references measures the PSNR of both (sRGB 8-bit, as the consolidated data store
 
     .venv/bin/python bench/bench_generators.py [--scenes 10] [--quality_scenes 2]
     .venv/bin/python bench/bench_generators.py --pictures docs/img     # the pictures of docs/generators.md
+    .venv/bin/python bench/bench_generators.py --pictures docs/img --only enr_rotation   # one of them
 """
 
 import argparse
@@ -38,7 +39,12 @@ GENERATORS = (
     ("gqn_shepard_metzler_5_parts", "Shepard-Metzler, 5 parts"),
     ("gqn_shepard_metzler_7_parts", "Shepard-Metzler, 7 parts"),
     ("fruit_still_life", "fruit still life"),
+    ("enr_rotation", "ENR rotation (chairs)"),
+    ("enr_translation", "ENR translation (chairs)"),
+    ("enr_rototranslation", "ENR roto-translation (chairs)"),
 )
+#: Views a picture shows at most (ENR scenes have 50): the first ones, in order.
+PICTURE_VIEWS = 12
 NAIVE = ["rendering.render_samples = 16", "rendering.denoise = 'none'", "rendering.max_bounces = 12"]
 NOTE = (
     "Notes: labels cost no extra render: Cycles writes depth and object/material ids from the first sample of each "
@@ -140,8 +146,9 @@ def quality(config: str, fast: Path, naive: Path, scenes: int, threads: int, tmp
     return result
 
 
-def pictures(out_dir: Path, threads: int) -> None:
-    """One row of RGB views and one of instance ids per generator, from scene 0, as docs/img/<config>.png."""
+def pictures(out_dir: Path, threads: int, only: list[str] | None = None) -> None:
+    """One row of RGB views and one of instance ids per generator (those of `only` when given), from scene 0, as
+    docs/img/<config>.png; at most PICTURE_VIEWS views, the first ones."""
     from PIL import Image
 
     from pipeline.quality.contact_sheet import palette_colour
@@ -151,6 +158,8 @@ def pictures(out_dir: Path, threads: int) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
         for config, _ in GENERATORS:
+            if only and config not in only:
+                continue
             try:
                 renderer = _renderer(config, [], Path(tmp) / config, threads)
             except AssetError as err:
@@ -162,9 +171,10 @@ def pictures(out_dir: Path, threads: int) -> None:
                 renderer.close()
             sample = Path(tmp) / config / "samples" / "000000"
             sidecar = json.loads((sample / "sample.json").read_text())
-            rgb = [_rgb8(sample / v["file"]) for v in sidecar["views"]]
+            shown = sidecar["views"][:PICTURE_VIEWS]
+            rgb = [_rgb8(sample / v["file"]) for v in shown]
             inst = []
-            for v in sidecar["views"]:
+            for v in shown:
                 ids = read_exr(sample / v["file"])["instance"]
                 colours = np.array([palette_colour(int(i), "instance") for i in range(int(ids.max()) + 1)], np.uint8)
                 inst.append(colours[ids])
@@ -181,6 +191,7 @@ def main() -> None:
     parser.add_argument("--quality_scenes", type=int, default=2, help="room scenes compared with 256-sample renders")
     parser.add_argument("--threads", type=int, default=1, help="Cycles threads (1: CPU time = wall time when idle)")
     parser.add_argument("--pictures", type=Path, default=None, help="only write the generator pictures into this folder")
+    parser.add_argument("--only", nargs="+", default=None, help="--pictures: only these configs")
     parser.add_argument("--no_write", action="store_true", help="print the figures, leave docs/benchmarks.md alone")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -190,7 +201,7 @@ def main() -> None:
 
     load_blender(args.threads)  # as render.py and the workers do: no idle task-scheduler threads
     if args.pictures:
-        pictures(args.pictures, args.threads)
+        pictures(args.pictures, args.threads, args.only)
         return
     rows, figures = [], {}
     with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:

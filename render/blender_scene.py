@@ -30,7 +30,11 @@ _MESH_CACHE_SIZE = 64
 
 
 class MeshImportError(RuntimeError):
-    """A mesh file could not be loaded; the message names the file."""
+    """A mesh file could not be loaded; the message names the file, `path` holds it (None for primitives)."""
+
+    def __init__(self, message: str, path: Path | str | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else str(path)
 
 
 @contextlib.contextmanager
@@ -155,7 +159,7 @@ def _off_mesh(path: Path) -> "bpy.types.Mesh":
     try:
         off = read_off(path)
     except (OffFormatError, OSError) as err:
-        raise MeshImportError(f"could not import mesh {path}: {err}") from err
+        raise MeshImportError(f"could not import mesh {path}: {err}", path) from err
     mesh = bpy.data.meshes.new(path.stem)
     mesh.from_pydata(off.vertices.tolist(), [], [face.tolist() for face in off.faces])
     mesh.validate()
@@ -186,6 +190,9 @@ class BlenderScene:
         self._sample_objects: list[bpy.types.Object] = []
         self._sample_data: list = []
         self._sample_lights: list[bpy.types.Object] = []
+        #: each object's root and its world matrix as the sample placed it (a view's object_offset moves roots)
+        self._sample_roots: list[tuple[bpy.types.Object, mathutils.Matrix]] = []
+        self._roots_moved = False
         self.timings: dict[str, float] = {"build": 0.0, "render_call": 0.0, "write": 0.0, "clear": 0.0}
         self._setup()
 
@@ -256,7 +263,7 @@ class BlenderScene:
         if spec.normalize:
             size = float((bbox[1] - bbox[0]).max())
             if size <= 0:
-                raise MeshImportError(f"{spec.source}: mesh has zero size")
+                raise MeshImportError(f"{spec.source}: mesh has zero size", spec.source)
             centre = bbox.mean(axis=0)
             matrix = mathutils.Matrix.Scale(1.0 / size, 4) @ mathutils.Matrix.Translation(-mathutils.Vector(centre))
             for mesh in meshes:
@@ -279,14 +286,14 @@ class BlenderScene:
     def _load_mesh_file(self, path: Path) -> list["bpy.types.Mesh"]:
         if not path.is_file():
             raise MeshImportError(f"mesh file {path} does not exist; re-run `python -m pipeline.assets fetch` "
-                                  "or fix the path in the asset index")
+                                  "or fix the path in the asset index", path)
         if path.suffix.lower() == ".off":
             return [_off_mesh(path)]
         try:
             with redirect_stdout_fd(self.log_path):
                 objects = compat.import_mesh_file(path)
         except RuntimeError as err:
-            raise MeshImportError(f"could not import mesh {path}: {err}") from err
+            raise MeshImportError(f"could not import mesh {path}: {err}", path) from err
         meshes = []
         for obj in objects:
             mesh = obj.data
@@ -378,6 +385,7 @@ class BlenderScene:
         quat = mathutils.Quaternion(spec.quaternion)
         root.matrix_world = mathutils.Matrix.LocRotScale(mathutils.Vector(spec.location), quat,
                                                           mathutils.Vector(spec.scale))
+        self._sample_roots.append((root, root.matrix_world.copy()))
         for i, data in enumerate(proto.meshes):
             if spec.mesh.warp > 0:
                 data = self._warped(data, spec.mesh.warp, spec.mesh.warp_seed + i)
@@ -499,7 +507,9 @@ class BlenderScene:
         view's records, and its own light when it has one (it then renders under that light alone)."""
         start = time.perf_counter()
         r = self.rendering
-        pose = camera_math.look_at(np.asarray(view.location), np.asarray(view.look_at))
+        pose = camera_math.look_at(np.asarray(view.location), np.asarray(view.look_at),
+                                   None if view.up is None else np.asarray(view.up))
+        self._place_objects(view.object_offset)
         self.camera.matrix_world = mathutils.Matrix(pose.tolist())
         self.camera.data.lens = self.camera.data.sensor_width / (2.0 * math.tan(math.radians(view.fov_deg) / 2.0))
         self.scene.cycles.seed = seed
@@ -535,7 +545,21 @@ class BlenderScene:
         }
         if view.light is not None:
             record["light"] = self._light_record(view.light)
+        if view.object_offset is not None:
+            record["object_offset"] = list(view.object_offset)
         return record
+
+    def _place_objects(self, offset: tuple[float, float, float] | None) -> None:
+        """Moves every object root by `offset` from where the sample put it (None: back there). Only views that
+        carry an offset touch the objects, so samples without offsets render exactly as before."""
+        if offset is None and not self._roots_moved:
+            return
+        shift = mathutils.Vector(offset or (0.0, 0.0, 0.0))
+        for root, placed in self._sample_roots:
+            moved = placed.copy()
+            moved.translation = placed.translation + shift
+            root.matrix_world = moved
+        self._roots_moved = offset is not None
 
     def clear(self) -> None:
         """Removes everything the last sample added, then purges orphan data blocks."""
@@ -554,5 +578,7 @@ class BlenderScene:
         self._sample_objects.clear()
         self._sample_data.clear()
         self._sample_lights.clear()
+        self._sample_roots.clear()
+        self._roots_moved = False
         bpy.data.orphans_purge(do_local_ids=True, do_linked_ids=True, do_recursive=True)
         self.timings["clear"] += time.perf_counter() - start

@@ -8,6 +8,7 @@ so re-runs and retries never duplicate anything. Debris of killed renderers on t
 `core.publish.remove_dead_debris` when a renderer starts.
 """
 
+import inspect
 import json
 import logging
 import os
@@ -82,6 +83,9 @@ class DatasetRenderer:
                              "e.g. `dataset.generator = @selfstudy_scene` (see config/render_single.gin)")
         self.rendering = RenderingSettings()
         self.batch = batch = BatchSettings()
+        if batch.bad_mesh == "redraw" and "skip" not in inspect.signature(self.settings.generator).parameters:
+            raise ValueError(f"batch.bad_mesh = 'redraw' needs a generator that takes `skip` (mesh files to leave "
+                             f"out); {self.settings.name!r} does not: use 'skip' or 'fail'")
         self.config_hash = identity.config_hash(gin.config_str())
         self.identity: dict = {}
         scratch_root = Path("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
@@ -96,9 +100,14 @@ class DatasetRenderer:
     def close(self) -> None:
         shutil.rmtree(self._work, ignore_errors=True)
 
-    def _draw(self, index: int) -> SceneSpec:
-        """Sample `index`'s spec: plain data, cheap to draw again."""
-        return self.settings.generator(seeding.sample_rng(self.settings.seed, index), index)
+    def _draw(self, index: int, skip: tuple[str, ...] = ()) -> SceneSpec:
+        """Sample `index`'s spec: plain data, cheap to draw again. A redraw after a mesh failed (`skip` = the mesh
+        files that failed, in failure order) starts from the same seed, so it depends on nothing but which files
+        fail."""
+        rng = seeding.sample_rng(self.settings.seed, index)
+        if skip:
+            return self.settings.generator(rng, index, skip=skip)
+        return self.settings.generator(rng, index)
 
     def declared_layout(self, first: SceneSpec | None = None) -> Layout:
         """The layout this configuration declares: derived from sample 0's spec, whichever samples this process
@@ -193,22 +202,32 @@ class DatasetRenderer:
     def render_sample(self, index: int) -> bool:
         """Renders and publishes sample `index`; returns False when it was already complete.
 
-        A mesh that fails to import publishes the sample as skipped (`batch.bad_mesh = 'skip'`, the default) or
-        raises (`'fail'`).
+        A mesh that fails to import publishes the sample as skipped (`batch.bad_mesh = 'skip'`, the default), is
+        left out of a redraw of the sample (`'redraw'`, up to `batch.max_redraws` times, then skipped), or raises
+        (`'fail'`).
         """
         if self.is_complete(index):
             return False
         seed = seeding.sample_seed(self.settings.seed, index)
-        spec = self._draw(index)
-        if self.layout is not None:
-            declared_layout.check(spec, self.layout, self.settings.name, index)
-        try:
-            staged = self._render_into_folder(index, seed, spec)
-        except (MeshImportError, voxels.VoxelizationError) as err:
-            if self.batch.bad_mesh == "fail":
-                raise
-            logger.error("sample %d skipped: %s", index, err)
-            staged = self._publish_skipped(index, seed, spec, err)
+        redrawn: list[dict] = []
+        while True:
+            spec = self._draw(index, tuple(r["mesh"] for r in redrawn))
+            if self.layout is not None:
+                declared_layout.check(spec, self.layout, self.settings.name, index)
+            try:
+                staged = self._render_into_folder(index, seed, spec, redrawn)
+                break
+            except (MeshImportError, voxels.VoxelizationError) as err:
+                if self.batch.bad_mesh == "fail":
+                    raise
+                if self.batch.bad_mesh == "redraw" and getattr(err, "path", None) is not None and len(redrawn) < self.batch.max_redraws:
+                    logger.warning("sample %d: skipping mesh %s (%s); drawing the sample again without it",
+                                   index, err.path, err)
+                    redrawn.append({"mesh": err.path, "error": str(err)})
+                    continue
+                logger.error("sample %d skipped: %s", index, err)
+                staged = self._publish_skipped(index, seed, spec, err)
+                break
         if not staged.published:  # published meanwhile by another process: theirs is kept (same bytes)
             return False
         self.rendered += 1
@@ -241,8 +260,10 @@ class DatasetRenderer:
         # written last: a folder holding its sidecar is complete (core.samples)
         (folder / sample_rules.SIDECAR).write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
 
-    def _render_into_folder(self, index: int, seed: int, spec: SceneSpec) -> publish.Staged:
-        """Renders sample `index` into its staged folder and publishes it (`staged.published` says whether)."""
+    def _render_into_folder(self, index: int, seed: int, spec: SceneSpec,
+                            redrawn: list[dict] | None = None) -> publish.Staged:
+        """Renders sample `index` into its staged folder and publishes it (`staged.published` says whether);
+        `redrawn` lists the mesh files a redraw left out (the sidecar's `skipped_meshes`)."""
         try:
             with publish.Staged(sample_rules.sample_dir(self.dataset_dir, index), folder=True) as staged:
                 scene_info = self.scene.build(spec)
@@ -262,6 +283,7 @@ class DatasetRenderer:
                     # only with voxel grids: other datasets keep their sidecar bytes
                     **({"arrays": {grid.name: _write_voxels(grid, staged.path) for grid in spec.voxels}}
                        if spec.voxels else {}),
+                    **({"skipped_meshes": redrawn} if redrawn else {}),
                 })
         finally:
             self.scene.clear()

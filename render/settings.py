@@ -220,18 +220,26 @@ class BatchSettings:
         cache_obj_frames: keep imported meshes in memory between samples of one process (bounded).
         bad_mesh: what a mesh that fails to import does to its sample: "skip" publishes the sample as skipped
             (its sidecar names the mesh and the error, it has no views, consolidation and validation list it)
-            so the shard's other samples are kept; "fail" ends the run with the error.
+            so the shard's other samples are kept; "redraw" logs the mesh with its path and draws the sample
+            again from the same seed with that file left out (`skip=`; needs a generator that takes it, e.g.
+            @enr_object), so every process redraws the same way and scene-major sets keep their scene count,
+            falling back to "skip" after `max_redraws`; "fail" ends the run with the error. Not in the config
+            hash: samples that render are the same either way.
+        max_redraws: most redraws of one sample under "redraw".
     """
 
     num_samples: int = 10
     idx_offset: int = 0
     cache_obj_frames: bool = True
     bad_mesh: str = "skip"
+    max_redraws: int = 5
 
     def __post_init__(self) -> None:
         check_types(self, "batch")
-        if self.bad_mesh not in ("skip", "fail"):
-            raise ValueError(f"batch.bad_mesh = {self.bad_mesh!r}; use 'skip' or 'fail'")
+        if self.bad_mesh not in ("skip", "redraw", "fail"):
+            raise ValueError(f"batch.bad_mesh = {self.bad_mesh!r}; use 'skip', 'redraw' or 'fail'")
+        if self.max_redraws < 0:
+            raise ValueError(f"batch.max_redraws must be >= 0, got {self.max_redraws}")
 
 
 

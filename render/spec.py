@@ -154,6 +154,10 @@ class ViewSpec:
             (the layout in dataset.json declares them).
         light: a light used for this view *instead of* the sample's lights (the world light stays); None renders
             the view under the sample's lights.
+        up: (3,) world direction the camera's up axis leans towards (its roll); None takes world z. Needed where
+            a camera looks straight down or up (world z is then no guide), e.g. the pole of ENR's spiral.
+        object_offset: (3,) metres every object of the sample is moved by for this view only (the camera stays
+            where `location` says); None leaves the objects where the sample put them. ENR's translation sets.
     """
 
     location: tuple[float, float, float]
@@ -161,11 +165,22 @@ class ViewSpec:
     fov_deg: float = 50.0
     records: Mapping[str, object] | Records = ()
     light: LightSpec | None = None
+    up: tuple[float, float, float] | None = None
+    object_offset: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "records", make_records(self.records))
         if self.light is not None and not isinstance(self.light, LightSpec):
             raise ValueError(f"ViewSpec.light must be a LightSpec or None, got {self.light!r}")
+        for name in ("up", "object_offset"):
+            value = getattr(self, name)
+            if value is not None:
+                vector = np.asarray(value, dtype=np.float64)
+                if vector.shape != (3,) or not np.isfinite(vector).all():
+                    raise ValueError(f"ViewSpec.{name} must be 3 finite numbers or None, got {value!r}")
+                object.__setattr__(self, name, tuple(float(v) for v in vector))
+        if self.up is not None and not np.linalg.norm(self.up) > 0:
+            raise ValueError(f"ViewSpec.up must be a non-zero vector, got {self.up!r}")
 
 
 #: Fill rules of a voxel grid (render.voxels.FILL_METHODS).

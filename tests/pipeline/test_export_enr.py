@@ -154,3 +154,55 @@ def test_exception_mid_scene_removes_the_staged_scene(tmp_path: Path, monkeypatc
     with pytest.raises(OSError, match="disk full"):
         export_enr(tmp_path / "scenes_val.h5", tmp_path / "enr")
     assert sorted(os.listdir(tmp_path / "enr" / "val")) == ["000012"]
+
+
+def _poses_file(path: Path, azimuth: np.ndarray, elevation: np.ndarray, target: np.ndarray) -> None:
+    """A scene file without azimuth/elevation records whose cameras (OpenCV cam_to_world) stand at those angles
+    on a sphere of radius 2 and look at `target`."""
+    from core.camera import blender_to_opencv, look_at, on_sphere
+
+    make_scene_file(path, scenes=azimuth.shape[0], views=azimuth.shape[1])
+    poses = np.array([[blender_to_opencv(look_at(on_sphere(np.zeros(3), 2.0, np.radians(a), np.radians(e)), target))
+                       for a, e in zip(row_a, row_e, strict=True)] for row_a, row_e in zip(azimuth, elevation,
+                                                                                            strict=True)])
+    with h5py.File(path, "a") as fh:
+        del fh["azimuth"], fh["elevation"]
+        fh["cam_to_world"] = poses.astype(np.float32)
+
+
+def test_angles_come_from_the_cameras_when_the_file_has_none(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    azimuth = rng.uniform(0, 360, (3, 4))
+    elevation = rng.uniform(-80, 80, (3, 4))
+    _poses_file(tmp_path / "scenes_train.h5", azimuth, elevation, np.zeros(3))
+    result = export_enr(tmp_path / "scenes_train.h5", tmp_path / "enr")
+    assert result.derived_angles
+    scenes = enr_loader(tmp_path / "enr" / "train")
+    got = np.array([[[p["azimuth"], p["elevation"]] for p in poses] for _, poses in scenes])
+    np.testing.assert_allclose(got[..., 0], azimuth, atol=2e-3)  # float32 cameras: ~1e-4 degrees
+    np.testing.assert_allclose(got[..., 1], elevation, atol=2e-3)
+
+
+def test_cameras_that_miss_the_origin_are_refused(tmp_path: Path) -> None:
+    azimuth, elevation = np.full((2, 3), 30.0), np.full((2, 3), 10.0)
+    _poses_file(tmp_path / "scenes_train.h5", azimuth, elevation, np.array([0.0, 0.0, 0.4]))  # rooms-like look-at
+    with pytest.raises(ExportError, match="does not look at the origin"):
+        export_enr(tmp_path / "scenes_train.h5", tmp_path / "enr")
+    assert not (tmp_path / "enr").exists()
+
+
+def test_command_line_exports_every_split_and_refuses_a_non_empty_folder(tmp_path: Path) -> None:
+    dataset = tmp_path / "ds"
+    dataset.mkdir()
+    make_scene_file(dataset / "scenes_train.h5", scenes=2, views=4)
+    make_scene_file(dataset / "scenes_test.h5", scenes=1, views=6, split="test")
+    make_scene_file(dataset / "scenes_val.h5", scenes=0, views=4, split="val")  # empty: nothing to export
+    cmd = [sys.executable, "-m", "pipeline.layouts.export_enr", str(dataset), "--out", str(tmp_path / "out")]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["test", "train"]
+    assert len(enr_loader(tmp_path / "out" / "test")[0][0]) == 6
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "not empty" in proc.stderr
+    help_text = subprocess.run([*cmd[:3], "--help"], cwd=REPO, capture_output=True, text=True).stdout
+    assert "--out" in help_text and "render_params.json" in help_text

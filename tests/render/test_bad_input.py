@@ -64,7 +64,7 @@ def test_a_dataset_folder_made_with_another_config_is_refused(tmp_path):
     (["-p", "batch.num_samples = -2"], "batch.num_samples must be >= 1, got -2"),
     (["-p", "rendering.resolution = 'big'"], "rendering.resolution = 'big' has type str; it must be int"),
     (["-p", "rendering.render_exr = 'yes'"], "rendering.render_exr = 'yes' has type str; it must be bool"),
-    (["-p", "batch.bad_mesh = 'ignore'"], "batch.bad_mesh = 'ignore'; use 'skip' or 'fail'"),
+    (["-p", "batch.bad_mesh = 'ignore'"], "batch.bad_mesh = 'ignore'; use 'skip', 'redraw' or 'fail'"),
     (["-d", "../escaped"], "must be a plain name inside DATA_DIR"),
 ])
 def test_bad_values_are_refused_in_one_line_naming_what_was_given(tmp_path, args, message):
