@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import paths
+from core.lock import DatasetLockedError
 from pipeline.captures.capture import import_plan, plan_capture
 from pipeline.captures.fruit import DEFAULT_FOV_DEG, plan_fruit
 from pipeline.captures.gqn import DATASETS, import_gqn
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{dataset_dir}: {import_plan(plan, dataset_dir, args.overwrite)}")
         else:
             raise ValueError(f"unknown command {args.command!r}")
-    except (CaptureError, h5_out.DatasetBusyError) as err:
+    except (CaptureError, DatasetLockedError, h5_out.DiskFullError) as err:
         logger.error("%s", err)
         return 1
     return 0

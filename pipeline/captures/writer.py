@@ -18,6 +18,7 @@ parts into the final files).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -27,10 +28,12 @@ import h5py
 import numpy as np
 from isal import isal_zlib
 
+from core import publish
 from core.samples import SPLITS
 from pipeline.captures.scene import SceneArrays
 from pipeline.formats import hdf5 as h5_out
 from pipeline.layouts.consolidate import FORMAT_VERSION
+from pipeline.layouts.generations import REPORT
 from pipeline.layouts.scene_file import EncodedScene, SceneFileWriter, SceneSpec
 
 logger = logging.getLogger(__name__)
@@ -99,6 +102,9 @@ class SceneFiles:
         self.rows: dict[str, int] = {}
         self._last: dict[str, int] = {}
         self._pending_attrs: dict[str, dict[str, Any]] = {s: {} for s in self.splits}
+        # the consolidation generation of the imported files (pipeline/layouts/generations.py): a digest of what
+        # was written, so readers can tell these files from those of another import or consolidation
+        self._generation = hashlib.sha256()
 
     def __enter__(self) -> SceneFiles:
         self.dataset_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +132,13 @@ class SceneFiles:
         writer = self._writer(split, self.spec or spec_of(scene))
         encoded = encode(writer.spec, scene)
         self._check_order(split, scene.scene_index, scene.scene_index)
+        self._note(split, scene.scene_index, encoded)
         writer.add_encoded(encoded)
+
+    def _note(self, split: str, scene_index: int, encoded: EncodedScene) -> None:
+        self._generation.update(f"{split}:{scene_index}:".encode())
+        for name in sorted(encoded.chunks):
+            self._generation.update(encoded.chunks[name][0])
 
     def add_rows_from(self, split: str, src: h5py.File, start: int, stop: int) -> None:
         """Appends rows `start:stop` of an open scene file to `split`, copying image chunks as they are."""
@@ -145,8 +157,9 @@ class SceneFiles:
             self._check_order(split, int(index[0]), int(index[-1]))
             for k in range(end - block):
                 mask, chunk = images.read_direct_chunk((block + k, 0, 0, 0, 0))
-                writer.add_encoded(EncodedScene(chunks={"images": (chunk, mask)},
-                                                rows={name: rows[name][k] for name in rows}))
+                encoded = EncodedScene(chunks={"images": (chunk, mask)}, rows={name: rows[name][k] for name in rows})
+                self._note(split, int(index[k]), encoded)
+                writer.add_encoded(encoded)
 
     def rows_of(self, split: str) -> int:
         """Rows written to `split` so far."""
@@ -173,6 +186,7 @@ class SceneFiles:
                 writer = self._writer(split, self.spec)
                 for key, value in self._pending_attrs[split].items():
                     writer.fh.attrs[key] = value
+                writer.fh.attrs["generation"] = self._generation.hexdigest()[:32]
                 self.rows[split] = writer.rows
             closed = [self.writers[split].close_for_publish() for split in self.splits]
         except BaseException:
@@ -183,6 +197,9 @@ class SceneFiles:
         except BaseException:
             self._discard()
             raise
+        publish.write_json(self.dataset_dir / REPORT, {
+            "format_version": FORMAT_VERSION, "generation": self._generation.hexdigest()[:32], "layout": "scene-major",
+            "input": "import", "rows": {scene_file(self.dataset_dir, s).name: n for s, n in self.rows.items()}})
         logger.info("wrote %s", ", ".join(f"{scene_file(self.dataset_dir, s).name} ({n} scenes)"
                                           for s, n in self.rows.items()))
 
