@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from core import publish
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +83,8 @@ def save_checkpoint(run_dir: str | os.PathLike, state: dict[str, Any], keep: int
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{int(state['step']):08d}.pt"
-    tmp = folder / f".{path.name}.tmp-{os.getpid()}"
-    torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
-    os.replace(tmp, path)
+    with publish.Staged(path, durable=True) as staged:
+        torch.save({"format_version": FORMAT_VERSION, **state}, staged.path)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         old.unlink()
     logger.info("saved checkpoint %s", path)

@@ -22,11 +22,11 @@ import gin
 import h5py
 import numpy as np
 import torch
+from core.camera import VIEWPOINT_ORDER
 
 logger = logging.getLogger(__name__)
 
 #: Viewpoint layout every file must declare or imply (docs/formats.md).
-VIEWPOINT_ORDER = "x, y, z, sin(yaw), cos(yaw), sin(pitch), cos(pitch)"
 SPLITS = ("train", "val", "test")
 
 #: A batch as the models see it. Shapes: B items, K context views, image C=3 x H x W.
@@ -113,11 +113,11 @@ def inspect_scene_file(path: str | os.PathLike) -> SceneFileInfo:
             if viewpoints.shape != (s, v, 7):
                 raise DatasetError(
                     f"{path}: `viewpoints` has shape {viewpoints.shape}, expected {(s, v, 7)} in the order "
-                    f"[{VIEWPOINT_ORDER}]"
+                    f"{VIEWPOINT_ORDER}"
                 )
             order = f.attrs.get("viewpoint_order")
             if order is not None and re.sub(r"[^a-z]", "", str(order).lower()).startswith("xyzcos"):
-                raise DatasetError(f"{path}: viewpoint_order is {order!r}; this trainer reads [{VIEWPOINT_ORDER}]")
+                raise DatasetError(f"{path}: viewpoint_order is {order!r}; this trainer reads {VIEWPOINT_ORDER}")
     except DatasetError:
         raise
     except OSError as exc:

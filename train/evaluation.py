@@ -18,6 +18,7 @@ from typing import Any
 import gin
 import numpy as np
 import torch
+from core import publish
 
 from train import checkpoint as ckpt
 from train.models import SceneModel, build_model, model_names
@@ -48,9 +49,7 @@ def load_trained_model(run_dir: str | os.PathLike, checkpoint: str | os.PathLike
 
 def _write_json_atomic(path: Path, content: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(tmp, path)
+    publish.write_text(path, json.dumps(content, indent=2) + "\n")
 
 
 @gin.configurable(denylist=["run_dir", "data_dir"])
@@ -106,10 +105,9 @@ def evaluate(
     _write_json_atomic(destination, result)
     if save_predictions:
         npz = Path(run_dir) / f"eval_{split}_predictions.npz"
-        tmp = npz.with_name(f".{npz.stem}.tmp-{os.getpid()}.npz")
         arrays = sums.arrays()
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, npz)
+        with publish.Staged(npz) as staged:
+            np.savez_compressed(staged.path, **arrays)
         _predictions_sheet(arrays, family.sheet_rows, npz.with_suffix(".png"))
     logger.info("wrote %s", destination)
     return result

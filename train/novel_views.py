@@ -16,6 +16,8 @@ from pathlib import Path
 import gin
 import numpy as np
 import torch
+from core import publish
+from core.camera import on_sphere
 from PIL import Image, ImageDraw
 
 from train.evaluation import load_trained_model
@@ -57,7 +59,7 @@ def ring_path(context_viewpoints: np.ndarray, num_frames: int) -> np.ndarray:
     frames = []
     for i in range(num_frames):
         a = start + 2 * math.pi * i / num_frames
-        pos = np.array([centre[0] + radius * math.cos(a), centre[1] + radius * math.sin(a), height])
+        pos = on_sphere(np.array([centre[0], centre[1], height]), radius, a, 0.0)
         frames.append(viewpoint(pos, centre))
     return np.stack(frames)
 
@@ -106,16 +108,15 @@ def _predict(model: torch.nn.Module, ctx_images: torch.Tensor, ctx_views: torch.
 
 def save_image_atomic(image: Image.Image, path: Path, **kwargs: object) -> None:
     """Writes a PIL image to `path` through a temporary file, so a crash never leaves half a picture."""
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    image.save(tmp, format=path.suffix.lstrip(".").upper(), **kwargs)
-    os.replace(tmp, path)
+    with publish.Staged(path) as staged:
+        image.save(staged.path, format=path.suffix.lstrip(".").upper(), **kwargs)
 
 
 def save_gif(frames: list[Image.Image], path: Path, duration_ms: int = 120) -> None:
     """Write frames as a looping GIF through a temporary file."""
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.gif")
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
-    os.replace(tmp, path)
+    with publish.Staged(path) as staged:
+        frames[0].save(staged.path, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms,
+                       loop=0)
 
 
 @gin.configurable(denylist=["run_dir", "data_dir"])

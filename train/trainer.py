@@ -19,6 +19,7 @@ from typing import Any
 
 import gin
 import torch
+from core import publish
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -74,9 +75,7 @@ def image_grid(rows: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    publish.write_text(path, text)
 
 
 def _resolve_device(device: str, info: DistInfo | None = None) -> torch.device:
