@@ -86,6 +86,30 @@ class SceneFileInfo:
     width: int
 
 
+#: Scenes whose images are checked for being one flat value when a file is opened (all would read every pixel).
+CHECKED_SCENES = 32
+
+
+def _check_values(path: Path, f: h5py.File) -> None:
+    """Refuses cameras that are not finite (every scene) and scenes whose images are all one value (a spread of
+    up to CHECKED_SCENES scenes), naming the scene: such data trains into NaNs or into nothing, silently."""
+    scene_index = f["scene_index"][:] if "scene_index" in f else np.arange(f["images"].shape[0])
+    for name in ("viewpoints", "cam_to_world", "K"):
+        if name in f:
+            values = f[name][:]
+            bad = ~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise DatasetError(f"{path}: `{name}` of scene {int(scene_index[row])} (row {row}) is not finite; "
+                                   "re-render or re-import that scene, or drop it and consolidate again")
+    images = f["images"]
+    for row in np.unique(np.linspace(0, images.shape[0] - 1, min(CHECKED_SCENES, images.shape[0])).astype(int)):
+        scene = images[row]
+        if scene.size and scene.min() == scene.max():
+            raise DatasetError(f"{path}: every image of scene {int(scene_index[row])} (row {row}) is the single "
+                               f"value {int(scene.min())}; the renders or the import are broken: check that scene")
+
+
 def inspect_scene_file(path: str | os.PathLike) -> SceneFileInfo:
     """Open a scene-major file once, check its datasets, shapes and dtypes, and describe it.
 
@@ -118,6 +142,7 @@ def inspect_scene_file(path: str | os.PathLike) -> SceneFileInfo:
             order = f.attrs.get("viewpoint_order")
             if order is not None and re.sub(r"[^a-z]", "", str(order).lower()).startswith("xyzcos"):
                 raise DatasetError(f"{path}: viewpoint_order is {order!r}; this trainer reads {VIEWPOINT_ORDER}")
+            _check_values(path, f)
     except DatasetError:
         raise
     except OSError as exc:

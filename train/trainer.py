@@ -263,10 +263,13 @@ class Trainer:
                                                out["mse"].detach().float()]), self.info).tolist()
         values = dict(zip(names, reduced, strict=True))
         if not all(math.isfinite(v) for v in values.values()):
+            last = ckpt.latest_checkpoint(self.run_dir) if ckpt.list_checkpoints(self.run_dir) else None
+            saved = (f"the last checkpoint, {last}, is from before it" if last is not None
+                     else f"no checkpoint was written yet in {ckpt.checkpoint_dir(self.run_dir)}")
             raise NonFiniteLossError(
-                f"step {self.step}: loss is not finite ({values}). Training stopped; the last checkpoint in "
-                f"{ckpt.checkpoint_dir(self.run_dir)} is from before it. Try a lower make_optimizer.lr_initial, "
-                "fit.precision='fp32', fit.grad_clip, or check the data for bad images/viewpoints."
+                f"step {self.step}: loss is not finite ({values}). Training stopped; {saved}. Try a lower "
+                "make_optimizer.lr_initial, fit.precision='fp32', fit.grad_clip, or check the data for bad "
+                "images/viewpoints."
             )
         values["lr"] = self.optimizer.param_groups[0]["lr"]
         values.update(self.model.schedule_state())

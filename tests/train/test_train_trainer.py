@@ -75,17 +75,41 @@ def test_keyboard_interrupt_saves_a_checkpoint_and_resume_continues(
     assert [r["step"] for r in _losses(run)] == [1, 2, 3, 4, 5, 6]
 
 
-def test_non_finite_loss_stops_with_a_clear_message(tmp_path: Path, tiny_gin: Path, capsys: pytest.CaptureFixture):
+def test_non_finite_viewpoints_are_refused_at_load_naming_the_scene(tmp_path: Path, tiny_gin: Path,
+                                                                     capsys: pytest.CaptureFixture):
     data = make_toy_dataset(tmp_path / "nan", num_train=4, num_val=0, num_test=0, num_views=4, size=16)
     with h5py.File(data / "scenes_train.h5", "a") as f:
         vp = f["viewpoints"][:]
-        vp[:, :, 0] = np.nan
+        vp[2, :, 0] = np.nan
         f["viewpoints"][:] = vp
+        scene = int(f["scene_index"][2]) if "scene_index" in f else 2
     code = main(["fit", "-g", str(tiny_gin), "--data", str(data), "--run", str(tmp_path / "run"),
                  "-p", "fit.max_steps=3", "-p", "SceneDataset.image_size=8", "-p", "GQN.image_size=8"])
+    assert code == 2
+    assert f"`viewpoints` of scene {scene} (row 2) is not finite" in capsys.readouterr().err
+
+
+def test_constant_images_are_refused_at_load(tmp_path: Path, tiny_gin: Path, capsys: pytest.CaptureFixture):
+    data = make_toy_dataset(tmp_path / "flat", num_train=4, num_val=0, num_test=0, num_views=4, size=16)
+    with h5py.File(data / "scenes_train.h5", "a") as f:
+        images = f["images"][:]
+        images[1] = 0
+        f["images"][:] = images
+    code = main(["fit", "-g", str(tiny_gin), "--data", str(data), "--run", str(tmp_path / "run"),
+                 "-p", "fit.max_steps=3", "-p", "SceneDataset.image_size=8", "-p", "GQN.image_size=8"])
+    assert code == 2 and "is the single value 0" in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path: Path, tiny_gin: Path, toy_data: Path,
+                                                    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    from train.models import gqn
+
+    monkeypatch.setattr(gqn, "gaussian_nll", lambda target, mean, sigma: (target - mean).sum((1, 2, 3)) * float("nan"))
+    code = main(["fit", "-g", str(tiny_gin), "--data", str(toy_data), "--run", str(tmp_path / "run"),
+                 "-p", "fit.max_steps=3"])
     assert code == 1
     err = capsys.readouterr().err
-    assert "step 0: loss is not finite" in err and "lr_initial" in err
+    assert "step 0: loss is not finite" in err and "lr_initial" in err and "no checkpoint was written yet" in err
     assert ckpt.list_checkpoints(tmp_path / "run") == []
 
 
