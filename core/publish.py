@@ -65,7 +65,8 @@ def remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Flushes a file's data to disk (before a rename makes it visible)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -117,7 +118,7 @@ class Staged:
                     return
             else:
                 if self.durable:
-                    _fsync(self.path)
+                    fsync(self.path)
                 os.replace(self.path, self.final)
         except BaseException:
             remove_path(self.path)

@@ -112,6 +112,17 @@ def save_image_atomic(image: Image.Image, path: Path, **kwargs: object) -> None:
         image.save(staged.path, format=path.suffix.lstrip(".").upper(), **kwargs)
 
 
+def save_captioned_gif(frames_np: np.ndarray, captions: list[str], tile: int, path: Path) -> None:
+    """A GIF of (N, H, W, 3) float [0, 1] frames, each shown at `tile` pixels with its caption underneath."""
+    frames = []
+    for im, caption in zip(_tiles(frames_np, tile), captions, strict=True):
+        frame = Image.new("RGB", (tile, tile + 16), "white")
+        frame.paste(im, (0, 0))
+        ImageDraw.Draw(frame).text((4, tile + 2), caption, fill="black")
+        frames.append(frame)
+    save_gif(frames, path)
+
+
 def save_gif(frames: list[Image.Image], path: Path, duration_ms: int = 120) -> None:
     """Write frames as a looping GIF through a temporary file."""
     with publish.Staged(path) as staged:

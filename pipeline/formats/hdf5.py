@@ -25,7 +25,7 @@ import numpy as np
 from h5py import h5s
 
 from core.lock import DatasetLock
-from core.publish import remove_dead_debris, temp_path
+from core.publish import fsync, remove_dead_debris, temp_path
 
 logger = logging.getLogger(__name__)
 
@@ -98,14 +98,6 @@ def publish(fh: h5py.File, path: Path) -> None:
     publish_all([(fh, path)])
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def publish_all(files: list[tuple[h5py.File, Path]]) -> None:
     """Closes files from :func:`create_h5`, flushes them to disk together, then renames each to its path.
 
@@ -117,7 +109,7 @@ def publish_all(files: list[tuple[h5py.File, Path]]) -> None:
         tmps.append(Path(fh.filename))
         fh.close()
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(tmps)))) as pool:
-        list(pool.map(_fsync, tmps))
+        list(pool.map(fsync, tmps))
     for tmp, (_, path) in zip(tmps, files, strict=True):
         os.replace(tmp, path)
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
 from train.data import DatasetError, ItemKey, PosedViewDataset, SceneDataset, _collate, split_path
 from train.families.base import EvalOptions, MetricSums, ModelFamily, RenderOptions, register_family
@@ -111,7 +110,7 @@ class ENRFamily(ModelFamily):
     def render(self, model: SceneModel, state: dict[str, Any], data_dir: Path, options: RenderOptions) -> dict[str, str]:
         """The scene turning 360 degrees in azimuth from one source image (as the reproduction's render_gif.py):
         `rotate_XXXX.gif` and a PNG strip of 8 frames beside the source."""
-        from train.novel_views import _tiles, labelled_grid, save_gif, save_image_atomic
+        from train.novel_views import labelled_grid, save_captioned_gif, save_image_atomic
 
         dev = next(model.parameters()).device
         dataset = _dataset(split_path(data_dir, options.split), model, state["data"]["image_size"])
@@ -137,13 +136,7 @@ class ENRFamily(ModelFamily):
         save_image_atomic(labelled_grid([("source view", source_np),
                                          ("turning\n(ENR)", frames_np[show])], tile=options.tile), png)
         big = 2 * options.tile
-        frames = []
-        for i, im in enumerate(_tiles(frames_np, big)):
-            frame = Image.new("RGB", (big, big + 16), "white")
-            frame.paste(im, (0, 0))
-            ImageDraw.Draw(frame).text((4, big + 2), f"azimuth {az0 + 360.0 * i / n:.0f} deg", fill="black")
-            frames.append(frame)
-        save_gif(frames, gif)
+        save_captioned_gif(frames_np, [f"azimuth {az0 + 360.0 * i / n:.0f} deg" for i in range(n)], big, gif)
         return {"gif": str(gif), "png": str(png)}
 
 

@@ -15,7 +15,6 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
 from train.data import DatasetError, ItemKey, PosedViewDataset, SceneDataset, _collate, split_path
 from train.families.base import EvalOptions, MetricSums, ModelFamily, RenderOptions, register_family
@@ -121,7 +120,7 @@ class RenderNetFamily(ModelFamily):
     def render(self, model: SceneModel, state: dict[str, Any], data_dir: Path, options: RenderOptions) -> dict[str, str]:
         """`--rotate`: the scene's voxels turned 360 degrees (GIF and a PNG strip); otherwise its first 8 views,
         truth above prediction (PNG)."""
-        from train.novel_views import _tiles, labelled_grid, save_gif, save_image_atomic
+        from train.novel_views import labelled_grid, save_captioned_gif, save_image_atomic
 
         dev = next(model.parameters()).device
         dataset = _dataset(split_path(data_dir, options.split), model, state["data"]["image_size"])
@@ -148,13 +147,7 @@ class RenderNetFamily(ModelFamily):
         show = np.linspace(0, n - 1, min(8, n)).round().astype(int)
         save_image_atomic(labelled_grid([("turning\n(RenderNet)", frames_np[show])], tile=options.tile), png)
         big = 2 * options.tile
-        frames = []
-        for i, im in enumerate(_tiles(frames_np, big)):
-            frame = Image.new("RGB", (big, big + 16), "white")
-            frame.paste(im, (0, 0))
-            ImageDraw.Draw(frame).text((4, big + 2), f"azimuth {float(azimuth[i]):.0f} deg", fill="black")
-            frames.append(frame)
-        save_gif(frames, gif)
+        save_captioned_gif(frames_np, [f"azimuth {float(azimuth[i]):.0f} deg" for i in range(n)], big, gif)
         return {"gif": str(gif), "png": str(png)}
 
 
