@@ -23,6 +23,7 @@ from train import checkpoint as ckpt
 from train.data import DatasetError
 from train.evaluation import evaluate
 from train.novel_views import render_views
+from train.threads import pick_threads
 from train.trainer import NonFiniteLossError, RunFolderError, fit
 
 logger = logging.getLogger(__name__)
@@ -85,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="gin binding applied after the files (repeatable), e.g. 'fit.max_steps=50'")
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
         p.add_argument("--threads", type=int, default=0,
-                       help="torch CPU threads (default: one per core); their OpenMP wait policy is passive unless "
-                            "OMP_WAIT_POLICY is set, so a busy machine costs only its share of the cores")
+                       help="torch CPU threads (default 0: the cores idle at start, shared by torchrun's local processes); "
+                            "their OpenMP wait policy is passive unless OMP_WAIT_POLICY is set, so a busy machine "
+                            "costs only its share of the cores")
 
     f = sub.add_parser("fit", help="train a model", description="Train a model; checkpoints and logs go to --run.")
     common(f)
@@ -176,8 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(pick_threads(args.threads))
     try:
         return _run(args)
     except (ConfigError, DatasetError, ckpt.CheckpointError, RunFolderError) as exc:
