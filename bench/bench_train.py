@@ -74,7 +74,9 @@ class NaiveDataset(torch.utils.data.Dataset):
 
 def _setup(name: str, data: Path) -> tuple[torch.nn.Module, torch.utils.data.Dataset, tuple[int, int]]:
     """The CPU default model of `name`, its training dataset and its sampler's context range."""
-    parse_gin([REPO / "config" / "train" / f"{name}_cpu.gin"], [])
+    # the toy objects' camera and white background (the rendered sets' own are the config's defaults)
+    toy = ["RenderNet.fov_deg = 25.0", "RenderNet.background = 1.0"] if name == "rendernet" else []
+    parse_gin([REPO / "config" / "train" / f"{name}_cpu.gin"], toy)
     model = build_model(name)
     family = family_for(name)
     dataset = family.make_dataset(split_path(data, "train"), model)

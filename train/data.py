@@ -462,13 +462,14 @@ SCENE_FIELDS = ("voxels",)
 def check_fields(path: str | os.PathLike, fields: tuple[str, ...], model: str) -> None:
     """Raise `DatasetError` naming the file, each missing field and the fix, if `path` lacks any of `fields`.
 
-    A field counts as present when the file holds the dataset (the `fields` attribute lists what the generator
+    A field counts as present when the file holds the dataset (`mask` also when it holds `instance`, whose
+    non-zero ids are the mask of a rendered file) (the `fields` attribute lists what the generator
     recorded; the datasets themselves are what is read).
     """
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            missing = [name for name in fields if name not in f]
+            missing = [name for name in fields if name not in f and not (name == "mask" and "instance" in f)]
             listed = f.attrs.get("fields")
     except OSError as exc:
         raise _describe(path, exc) from exc
@@ -493,7 +494,7 @@ def _pool_views(name: str, raw: np.ndarray, factor: int) -> np.ndarray:
                     if i or j:
                         total += x[:, i::factor, j::factor]
             x = total * np.float32(1.0 / (factor * factor))
-        if name == "albedo":
+        if name in ("albedo", "mask"):  # sRGB code / coverage 0..255 -> [0, 1]
             x = x / np.float32(255.0)
         elif name == "depth":
             x = x / np.float32(1000.0)  # millimetres -> metres (0 = no hit; block means mix hits and misses)
@@ -596,7 +597,11 @@ class PosedViewDataset(SceneDataset):
             raw = views_of("images")
             out = {"images": torch.from_numpy(np.ascontiguousarray(to_unit_range(raw, self.factor).transpose(0, 3, 1, 2)))}
             for name in self.view_fields:
-                if len(self._shape(name)) <= 3:  # (S, V) angles and radius, (S, V, 3) offsets
+                if name == "mask" and "mask" not in self._h5():
+                    # rendered files carry instance ids (0 = nothing hit), not a coverage mask
+                    out[name] = torch.from_numpy(_pool_views(name, (views_of("instance") > 0) * np.uint8(255),
+                                                             self.factor))
+                elif len(self._shape(name)) <= 3:  # (S, V) angles and radius, (S, V, 3) offsets
                     out[name] = torch.from_numpy(self._scalars(name)[scene][idx].copy())
                 else:
                     out[name] = torch.from_numpy(_pool_views(name, views_of(name), self.factor))

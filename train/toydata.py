@@ -264,7 +264,7 @@ def make_object_scene_file(
             c2w = blender_to_opencv(look_at(pos, np.zeros(3)))
             view = _paint_object(shapes, c2w, focal, size, direction(np.radians(light_az), np.radians(light_el)))
             out["images"][i, j], out["albedo"][i, j] = to_u8(view["image"]), to_u8(view["albedo"])
-            out["normal"][i, j], out["mask"][i, j] = view["normal"], view["mask"]
+            out["normal"][i, j], out["mask"][i, j] = view["normal"], view["mask"] * np.uint8(255)
             out["depth"][i, j] = np.round(view["depth"] * 1000).astype(np.uint16)
             d = -pos / radius
             yaw, pitch = float(np.arctan2(d[1], d[0])), float(np.arcsin(d[2]))
