@@ -82,8 +82,8 @@ def measure(bindings: list[str], source: str, classes: str | None, objects: int 
 
 
 def picture(out_dir: Path, threads: int, views: int = 8) -> Path:
-    """docs/img/rendernet.png: scene 0's first `views` views; rows: shaded RGB, albedo, world normals, mask, and the
-    object's voxels rendered with each view's stored camera (one ray a pixel, as the mask)."""
+    """docs/img/rendernet.png: scene 0's first `views` views; rows: shaded RGB, albedo, world normals, mask, depth, and
+    the object's voxels rendered with each view's stored camera (one ray a pixel, as the mask)."""
     from PIL import Image
 
     from pipeline.formats.png import linear_to_srgb8
@@ -100,7 +100,7 @@ def picture(out_dir: Path, threads: int, views: int = 8) -> Path:
         sample = Path(tmp) / "rn" / "samples" / "000000"
         sidecar = json.loads((sample / "sample.json").read_text())
         grid, _, _ = read_binvox(sample / sidecar["arrays"]["voxels"]["file"])
-        rows: list[list[np.ndarray]] = [[], [], [], [], []]
+        rows: list[list[np.ndarray]] = [[], [], [], [], [], []]
         for view in sidecar["views"][:views]:
             ch = read_exr(sample / view["file"])
             rows[0].append(_rgb8(sample / view["file"]))
@@ -109,8 +109,12 @@ def picture(out_dir: Path, threads: int, views: int = 8) -> Path:
             rows[2].append(np.rint((normal + 1) * 127.5).astype(np.uint8) * (ch["instance"] > 0)[..., None])
             mask = ch["instance"] > 0
             rows[3].append(np.repeat((mask * 255).astype(np.uint8)[..., None], 3, -1))
+            depth = ch["depth"]  # near bright, far dim, nothing hit black (each view's own range)
+            near, far = depth[mask].min(), depth[mask].max()
+            shade = np.where(mask, 255 - 191 * (depth - near) / max(far - near, 1e-6), 0)
+            rows[4].append(np.repeat(np.rint(np.nan_to_num(shade)).astype(np.uint8)[..., None], 3, -1))
             sil = _silhouette(grid, np.asarray(view["K"]), np.asarray(view["cam_to_world_opencv"]), mask.shape[0])
-            rows[4].append(np.repeat((sil * 255).astype(np.uint8)[..., None], 3, -1))
+            rows[5].append(np.repeat((sil * 255).astype(np.uint8)[..., None], 3, -1))
     sheet = np.concatenate([np.concatenate(r, 1) for r in rows], 0)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "rendernet.png"
