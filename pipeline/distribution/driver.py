@@ -35,6 +35,7 @@ from typing import Any
 
 from core.layout import DATASET_JSON, read_dataset_json
 from core.lock import LOCK_NAME, DatasetLock
+from core.publish import remove_dead_debris
 from core.samples import SAMPLES, is_complete
 from pipeline.distribution import manifest as manifest_io
 from pipeline.distribution.executors import Executor, LocalExecutor, RayExecutor
@@ -406,6 +407,8 @@ def publish_split_files(job: RenderJob) -> dict[str, int]:
     """
     if not job.rows:
         return {}
+    # rows files of this machine's killed workers (a complete one may stand unlisted: it is replaced by the retry)
+    remove_dead_debris(job.dataset_dir / farm_rows.ROWS_DIR)
     rows = virtual.manifest_rows(manifest_io.load(manifest_io.manifest_path(job.dataset_dir)))
     if not rows:
         return {}
