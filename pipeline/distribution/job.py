@@ -111,7 +111,8 @@ class ShardResult:
         pid: worker process id.
         rss_mb: the worker's resident memory after the shard (MiB).
         worker_rendered: samples the worker rendered since it started (for recycling).
-        timings: BlenderScene.timings spent in this attempt (build, render_call, write, clear).
+        timings: BlenderScene.timings spent in this attempt (build, render_call, write, clear), and "rows" when
+            the worker wrote the shard's HDF5 rows.
         finished_at: when the attempt ended, on the worker's clock (epoch seconds).
         rows: what the shard's published rows file holds (pipeline.layouts.farm_rows.write_shard_rows), None
             when the job writes no rows.
