@@ -24,6 +24,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from h5py import h5d, h5p, h5s
 
 from core.layout import LayoutError, read_layout
 from core.samples import SPLIT_OF_BUCKET, SPLIT_RULE
@@ -54,6 +55,30 @@ def _check_shards(rows: Sequence[dict[str, Any]]) -> None:
                                  "were rendered differently; re-render the dataset into a new folder")
 
 
+def _virtual_dataset(fh: h5py.File, name: str, tid: Any, dtype: np.dtype, tail: tuple[int, ...],
+                     parts: list[tuple[str, int, int, int, tuple[int, ...]]]) -> None:
+    """Creates the virtual dataset `name` of shape (rows, *tail) from `parts` (source file, its rows, first row,
+    rows, its tail), one after the other.
+
+    Through HDF5's own calls: h5py's VirtualLayout deep-copies its source for every slice taken, which made
+    this ~10x slower (measured: ~4 ms a shard for the dozen datasets of a bucket file)."""
+    total = sum(count for _, _, _, count, _ in parts)
+    dcpl = h5p.create(h5p.DATASET_CREATE)
+    fill = _fill(name)
+    if fill is not None:
+        dcpl.set_fill_value(np.array(fill, dtype=dtype))
+    space = h5s.create_simple((total, *tail))
+    at = 0
+    for filename, rows, start, count, src_tail in parts:
+        target = space.copy()  # the mapping keeps its own copy of each selection
+        target.select_hyperslab((at, *([0] * len(tail))), (count, *src_tail))
+        source = h5s.create_simple((rows, *src_tail))
+        source.select_hyperslab((start, *([0] * len(src_tail))), (count, *src_tail))
+        dcpl.set_virtual(target, filename.encode(), name.encode(), source)
+        at += count
+    h5d.create(fh.id, name.encode(), tid, space, dcpl=dcpl)
+
+
 def _virtual_file(dataset_dir: Path, final: Path, key: str, rows: Sequence[dict[str, Any]],
                   template: h5py.File, attrs: dict[str, Any]) -> tuple[h5py.File, Path, int]:
     """Writes one split file's temporary file; returns (file, final path, rows)."""
@@ -75,17 +100,9 @@ def _virtual_file(dataset_dir: Path, final: Path, key: str, rows: Sequence[dict[
                                   chunks=(1, *(max(1, t) for t in tail)), track_times=False,
                                   fillvalue=_fill(name))
                 continue
-            layout = h5py.VirtualLayout(shape=(total, *tail), dtype=ds.dtype)
-            at = 0
-            for info, start, count in parts:
-                src_tail = (info["max_objects"], *tail[1:]) if padded else tail
-                source = h5py.VirtualSource(info["file"], name, shape=(info["count"], *src_tail), dtype=ds.dtype)
-                if padded:
-                    layout[at:at + count, :info["max_objects"]] = source[start:start + count]
-                else:
-                    layout[at:at + count] = source[start:start + count]
-                at += count
-            fh.create_virtual_dataset(name, layout, fillvalue=_fill(name))
+            sources = [(info["file"], info["count"], start, count,
+                        (info["max_objects"], *tail[1:]) if padded else tail) for info, start, count in parts]
+            _virtual_dataset(fh, name, ds.id.get_type(), ds.dtype, tail, sources)
     except BaseException:
         h5_out.discard(fh, final)
         raise
