@@ -69,8 +69,10 @@ def write_rows(job: RenderJob, shard: Shard, faults: dict, log_path: Path) -> tu
     start = time.perf_counter()
     try:
         rows = write_shard_rows(job.dataset_dir, shard.shard_id, shard.indices, before_publish)
-    except DiskFullError as err:
-        raise FatalRenderError(f"{err}; then continue with -c") from None
+    except DiskFullError as err:  # the same words as a full disk met while rendering (deterministic_failure)
+        raise FatalRenderError(f"no space left on device writing {err.path} ({err.free} bytes free, about "
+                               f"{err.needed} needed with HDF5's headroom); free some space (or point DATA_DIR "
+                               "elsewhere) and continue with -c") from None
     except (LayoutError, ValueError) as err:
         append_log(log_path, traceback.format_exc())
         raise FatalRenderError(f"writing the HDF5 rows of {shard.describe()} failed: {err}; fix the dataset's "
