@@ -2,7 +2,9 @@
 
 With no arguments it renders small versions of the 12 selfstudy variants (selfstudy_T0_C0_V0_L0, ...);
 `--is_multi`, `-g` and `-p` select other datasets. Every shard is finished exactly once and recorded in
-`DATA_DIR/NAME/manifest.jsonl`; `-c` resumes an interrupted dataset. See docs/distributed.md.
+`DATA_DIR/NAME/manifest.jsonl`; `-c` resumes an interrupted dataset. Each worker also writes its shards' HDF5
+rows (`rows/`), and the split files (`imgs_XX.h5`, `scenes_{split}.h5`) are virtual datasets over them, kept up
+to date while the dataset renders (`--no_rows` turns this off). See docs/distributed.md.
 """
 
 import argparse
@@ -122,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--queue_depth", type=int, choices=(1, 2), default=1,
                         help="shards a worker holds at once; 2 hides the driver's round trip between shards where it "
                              "is slow, e.g. a manifest on network storage (default 1)")
+    parser.add_argument("--no_rows", action="store_true",
+                        help="do not write each shard's HDF5 rows (rows/shard-XXXXX.h5) nor the virtual split files "
+                             "over them; consolidate afterwards with preprocess_data.py -f")
+    parser.add_argument("--drop_raw", action="store_true",
+                        help="delete a shard's view files (EXR/PNG) once its rows are published and listed in the "
+                             "manifest, keeping each sample.json: disk use is then the HDF5 alone (default: keep them)")
+    parser.add_argument("--publish_every", type=float, default=10.0,
+                        help="seconds between rewrites of the virtual split files while shards finish; 0 rewrites "
+                             "them after every shard (default 10; always rewritten at the end)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
 
@@ -139,6 +150,11 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"{option} must be >= {least}, got {value}")
     if args.max_rss_mb <= 0:
         raise ValueError(f"--max_rss_mb must be > 0, got {args.max_rss_mb}")
+    if args.publish_every < 0:
+        raise ValueError(f"--publish_every must be >= 0, got {args.publish_every}")
+    if args.drop_raw and args.no_rows:
+        raise ValueError("--drop_raw deletes views once their HDF5 rows are published, and --no_rows writes none: "
+                         "drop one of them")
 
 
 def validate_gin(plan: DatasetPlan) -> tuple[tuple[str, ...], dict]:
@@ -182,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             gin_files, identity = validate_gin(plan)
             jobs.append(RenderJob(dataset_dir=dataset_dir((args.data_dir or paths.DATA_DIR).resolve(), plan.name),
                                   gin_files=gin_files, bindings=plan.bindings, config_dir=paths.CONFIG_DIR,
-                                  threads=args.threads, launcher=launcher, fault=fault, identity=identity))
+                                  threads=args.threads, launcher=launcher, fault=fault, identity=identity,
+                                  rows=not args.no_rows, drop_raw=args.drop_raw))
         for job in jobs:  # a dataset another writer holds is refused naming it, whatever else is wrong
             check_unlocked(job.dataset_dir, "distributed_render.py")
         if not args.resume:
@@ -195,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     options = RunOptions(workers=args.workers, retries=args.retries, local=args.local, resume=args.resume,
                          recycle_after=args.recycle_after, max_rss_mb=args.max_rss_mb, progress=not args.no_progress,
-                         queue_depth=args.queue_depth)
+                         queue_depth=args.queue_depth, publish_every=args.publish_every)
     if args.local and args.workers not in (None, 1):
         logger.warning("-l renders with one in-process worker; --workers %d ignored", args.workers)
     results: list[Throughput] = []

@@ -5,6 +5,7 @@ Steps (any combination; they run in this order):
     --validate   check the raw render output, write DATA_DIR/NAME/validation.json   (pipeline/quality/validate.py)
     -f           consolidate into HDF5, as dataset.json's layout declares: imgs_XX.h5 buckets (sample-major,
                  docs/formats.md §2) or scenes_{train,val,test}.h5 (scene-major, §3)    (pipeline/layouts/consolidate.py)
+    --compact    rewrite the render farm's virtual split files as classic single files (pipeline/layouts/compact.py)
     -p           build data_{res}[_lab].h5 from the buckets (§4)                        (pipeline/layouts/preprocess.py)
     --show N     write a contact sheet of N samples                                    (pipeline/quality/contact_sheet.py)
 
@@ -23,6 +24,7 @@ import paths
 from core.lock import DatasetLockedError
 from core.samples import N_BUCKETS
 from pipeline.formats.hdf5 import DiskFullError
+from pipeline.layouts.compact import compact
 from pipeline.layouts.consolidate import consolidate, default_jobs
 from pipeline.layouts.preprocess import preprocess
 from pipeline.quality.contact_sheet import make_contact_sheet
@@ -59,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="consolidate as dataset.json's layout declares: sample-major datasets into imgs_XX.h5 "
                       "buckets (bucket = index %% 12; 0-9 train, 10 val, 11 test unless samples declare their split), "
                       "scene-major ones into scenes_{train,val,test}.h5")
+    step.add_argument("--compact", action="store_true",
+                      help="rewrite the virtual split files distributed_render.py keeps over its shard rows (rows/) "
+                      "as classic single files, e.g. before moving the dataset without rows/ (docs/distributed.md)")
     step.add_argument("-p", "--preprocess", action="store_true",
                       help="build data_{res}[_lab].h5 (resized float16 NCHW images + dense targets) from the buckets")
     step.add_argument("--validate", action="store_true",
@@ -94,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    if not (args.to_hdf5 or args.preprocess or args.validate or args.show):
-        parser.error("nothing to do: give at least one of -f, -p, --validate, --show N")
+    if not (args.to_hdf5 or args.compact or args.preprocess or args.validate or args.show):
+        parser.error("nothing to do: give at least one of -f, --compact, -p, --validate, --show N")
+    if args.to_hdf5 and args.compact:
+        parser.error("-f consolidates the raw samples into single files and --compact rewrites the farm's virtual "
+                     "files as single files: give one of them")
     if args.jobs < 1:
         parser.error(f"-j/--jobs must be >= 1, got {args.jobs}")
     dataset_dir = paths.DATA_DIR / args.dataset_name
@@ -121,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                 logger.error("%d bad sample(s) skipped: %s%s", len(result.bad),
                              ", ".join(b.name for b in result.bad[:20]), " ..." if len(result.bad) > 20 else "")
                 status = max(status, 0 if args.allow_bad else 1)
+        if args.compact:
+            compact(dataset_dir)
         if args.preprocess:
             preprocess(dataset_dir, res=args.resolution, lab=args.lab, buckets=args.buckets,
                        compute_stats=args.compute_stats, jobs=args.jobs, progress=progress)

@@ -25,6 +25,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from train import checkpoint as ckpt
+from train import growing
 from train.data import Batch, SceneBatchSampler, make_loader, split_path
 from train.distributed import DistInfo, all_reduce_mean, init_distributed, shutdown
 from train.families import family_for
@@ -196,8 +197,11 @@ class Trainer:
             len(self.dataset), self.dataset.num_views, s["batch_size"], *self.context_range, seed=s["seed"],
             start_step=self.step, max_steps=s["max_steps"], rank=self.info.rank, world_size=self.info.world_size,
         )
+        data = self.dataset
+        if s["grow_every"]:  # a dataset still rendering: follow it as it grows (train/growing.py)
+            sampler, data = growing.follow(self.dataset, sampler, s["grow_every"])
         self.sampler = sampler
-        loader = make_loader(self.dataset, sampler, s["num_workers"], pin_memory=self.device.type == "cuda")
+        loader = make_loader(data, sampler, s["num_workers"], pin_memory=self.device.type == "cuda")
         try:
             self._train_loop(loader)
         except KeyboardInterrupt:
@@ -351,6 +355,7 @@ def fit(
     device: str = "auto",
     progress: bool = True,
     init_from: str | None = None,
+    grow_every: int = 0,
 ) -> dict[str, Any]:
     """Train a model on `DATA_DIR/scenes_train.h5`, writing into `run_dir`.
 
@@ -377,6 +382,8 @@ def fit(
         progress: show a tqdm progress bar.
         init_from: a checkpoint whose weights start this run (same model name and sizes); unlike `resume`
             the optimiser, learning-rate schedule and step count start afresh (`fit --init-from`).
+        grow_every: train on a dataset that is still rendering (distributed_render.py keeps its split files up to
+            date): look for more scenes every this many steps and at each epoch's end (0: the file is fixed).
     Returns:
         {"run_dir", "step", "history": [{"step", "nll", "kl", "loss", "mse", "lr", ...}, ...]}.
     """

@@ -16,6 +16,10 @@ How a dataset gets rendered (`render_dataset`):
    appends the shard's manifest line (`_ShardRun.finished`). The driver is the manifest's only writer.
 5. Workers are recycled (stopped and replaced) after `recycle_after` samples or when their resident memory
    passes `max_rss_mb`.
+6. With rows on (`job.rows`, the default) each attempt also publishes the shard's HDF5 rows
+   (`rows/shard-XXXXX.h5`, pipeline.layouts.farm_rows) and its manifest line records them; the driver rewrites
+   the virtual split files over every listed shard (pipeline.layouts.virtual) at most every `publish_every`
+   seconds while shards finish and once when the run ends, so a trainer can read the dataset while it renders.
 """
 
 import logging
@@ -31,6 +35,7 @@ from typing import Any
 
 from core.layout import DATASET_JSON, read_dataset_json
 from core.lock import LOCK_NAME, DatasetLock
+from core.publish import remove_dead_debris
 from core.samples import SAMPLES, is_complete
 from pipeline.distribution import manifest as manifest_io
 from pipeline.distribution.executors import Executor, LocalExecutor, RayExecutor
@@ -44,6 +49,7 @@ from pipeline.distribution.job import (
 )
 from pipeline.distribution.progress import SampleProgress, Throughput
 from pipeline.distribution.shards import Shard, plan_shards
+from pipeline.layouts import farm_rows, virtual
 from render.identity import mismatches
 
 logger = logging.getLogger(__name__)
@@ -111,6 +117,10 @@ def _reconcile_manifest(job: RenderJob, shards: list[Shard]) -> set[int]:
             raise manifest_io.ManifestError(
                 f"{path}: shard {entry.shard} covers samples {entry.samples[0]}-{entry.samples[-1]} but this run plans "
                 f"{planned.describe()}; continue with the -n and -b of the run that started the dataset")
+        if job.rows and (entry.rows is None or not (job.dataset_dir / entry.rows["file"]).is_file()):
+            logger.warning("manifest lists %s without its HDF5 rows; writing them (only samples still missing are "
+                           "rendered)", planned.describe())
+            continue
         missing = [i for i in entry.samples if not is_complete(job.dataset_dir, i)]
         if missing:
             logger.warning("manifest lists %s but %d of its samples are missing (%s...); rendering them again",
@@ -169,6 +179,7 @@ class _ShardRun:
         self.run_tag = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{os.getpid()}"
         self.manifest_file = manifest_io.manifest_path(job.dataset_dir)
         self.progress = SampleProgress(job.name, num_samples, len(done_samples), enabled=options.progress)
+        self.last_published: float | None = None  # monotonic time of the last virtual split files
 
     # ------------------------------------------------------------------------------------------- the loop
     def run(self) -> None:
@@ -229,6 +240,10 @@ class _ShardRun:
                     f"worker reported {shard.describe()} done but samples {missing[:5]} are not in "
                     f"{self.job.dataset_dir / SAMPLES} as seen by the driver; on a cluster DATA_DIR must be "
                     "shared storage mounted at the same path on every node", slot.log_path)
+            if result.rows is not None and not (self.job.dataset_dir / result.rows["file"]).is_file():
+                raise WorkerFailure(f"worker reported the rows of {shard.describe()} published but "
+                                    f"{self.job.dataset_dir / result.rows['file']} is not there as seen by the driver",
+                                    slot.log_path)
         except FatalRenderError:
             slot.failed = True  # keep its log: it holds the traceback
             raise
@@ -244,7 +259,13 @@ class _ShardRun:
         manifest_io.append(self.manifest_file, manifest_io.ManifestEntry(
             shard=shard.shard_id, samples=shard.indices, seed=result.seed, config_hash=result.config_hash,
             blender_version=result.blender_version, threads=result.threads,
-            attempts=self.attempts[shard.shard_id], node=result.node, seconds=result.seconds))
+            attempts=self.attempts[shard.shard_id], node=result.node, seconds=result.seconds, rows=result.rows))
+        if result.rows is not None:
+            if self.job.drop_raw:
+                farm_rows.drop_raw_views(self.job.dataset_dir, shard.indices)
+            if self.last_published is None or time.monotonic() - self.last_published >= self.options.publish_every:
+                self.last_published = time.monotonic()
+                publish_split_files(self.job)
         stats = self.stats
         stats.shards_done += 1
         stats.render_call_seconds += result.render_call_seconds
@@ -360,6 +381,7 @@ def _render_locked(job: RenderJob, shards: list[Shard], num_samples: int, option
     if finished:
         logger.info("%s: %d of %d shards already finished (manifest)", job.name, len(finished), len(shards))
     if not todo:
+        publish_split_files(job)
         stats.stop_clock()
         return stats
     stats.workers = _worker_count(job, options, len(todo))
@@ -368,9 +390,32 @@ def _render_locked(job: RenderJob, shards: list[Shard], num_samples: int, option
         _ShardRun(job, todo, stats.workers, options, executor, stats, set(complete), num_samples).run()
     finally:
         _remove_empty_log_dir(job)
+    publish_split_files(job)
     stats.rendered = sum(is_complete(job.dataset_dir, i) for s in shards for i in s.indices) - len(complete)
     stats.stop_clock()
     return stats
+
+
+def publish_split_files(job: RenderJob) -> dict[str, int]:
+    """Rewrites the virtual split files over every shard the manifest lists with rows (none: nothing to do).
+
+    Returns:
+        split file name -> rows ({} when no shard has rows or the job writes none).
+
+    Raises:
+        FatalRenderError: the shards disagree (classes, image size) or dataset.json declares no layout.
+    """
+    if not job.rows:
+        return {}
+    # rows files of this machine's killed workers (a complete one may stand unlisted: it is replaced by the retry)
+    remove_dead_debris(job.dataset_dir / farm_rows.ROWS_DIR)
+    rows = virtual.manifest_rows(manifest_io.load(manifest_io.manifest_path(job.dataset_dir)))
+    if not rows:
+        return {}
+    try:
+        return virtual.publish_virtual(job.dataset_dir, rows)
+    except ValueError as err:  # LayoutError is one
+        raise FatalRenderError(f"writing the virtual split files of {job.name} failed: {err}") from None
 
 
 def _remove_empty_log_dir(job: RenderJob) -> None:

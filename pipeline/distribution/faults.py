@@ -1,6 +1,8 @@
 """The `NSD_FAULT` test hook (kept in the product, see docs/distributed.md): faults injected at sample indices.
 
-`kill@7` (the worker SIGKILLs itself before rendering sample 7, once per dataset), `raise@7` (raises once),
+`kill@7` (the worker SIGKILLs itself before rendering sample 7, once per dataset), `kill-rows@7` (it SIGKILLs
+itself once the rows file of the shard holding sample 7 is written under its temporary name, before it is
+published), `raise@7` (raises once),
 `raise-always@7` (raises every time), `pause@7` (sleeps an hour, once). Several are separated by commas.
 The driver reads the variable and hands the spec to in-process workers.
 """
@@ -47,7 +49,7 @@ class Fault:
         message = f"NSD_FAULT: {self.action} at sample {self.index} (pid {os.getpid()})"
         logger.warning(message)
         append_log(log_path, message + "\n")
-        if self.action == "kill":
+        if self.action in ("kill", "kill-rows"):
             sys.stdout.flush()
             sys.stderr.flush()
             os.kill(os.getpid(), signal.SIGKILL)
@@ -73,9 +75,9 @@ def parse_faults(spec: str | None) -> dict[int, Fault]:
         action, _, index = item.partition("@")
         always = action.endswith("-always")
         action = action.removesuffix("-always")
-        if action not in ("kill", "raise", "pause") or not index.isdigit() or (always and action != "raise"):
-            raise ValueError(f"{FAULT_ENV}={spec!r}: bad item {item!r}; use kill@I, raise@I, raise-always@I or "
-                             "pause@I, separated by commas")
+        if action not in ("kill", "kill-rows", "raise", "pause") or not index.isdigit() or (always and action != "raise"):
+            raise ValueError(f"{FAULT_ENV}={spec!r}: bad item {item!r}; use kill@I, kill-rows@I, raise@I, "
+                             "raise-always@I or pause@I, separated by commas")
         faults[int(index)] = Fault(action, int(index), always)
     return faults
 

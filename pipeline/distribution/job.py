@@ -37,6 +37,9 @@ class RenderJob:
         fault: `NSD_FAULT` test-hook spec (in-process workers only), or None.
         identity: what every finished shard of the dataset must carry (render.identity keys the driver knows
             from the gin config: generator, seed, config_hash); a manifest line that disagrees is refused.
+        rows: (distributed_render.py turns it on unless --no_rows) the worker writes each finished shard's HDF5 rows (`rows/shard-XXXXX.h5`,
+            pipeline.layouts.farm_rows) and the driver keeps virtual split files over them (docs/distributed.md).
+        drop_raw: delete a shard's view files once its rows are listed in the manifest (sidecars stay).
     """
 
     dataset_dir: Path
@@ -47,6 +50,8 @@ class RenderJob:
     launcher: tuple[str, ...] | None = None
     fault: str | None = None
     identity: dict = field(default_factory=dict)
+    rows: bool = False
+    drop_raw: bool = False
 
     @property
     def name(self) -> str:
@@ -74,6 +79,9 @@ class RunOptions:
             moment the current one returns, hiding the driver's round trip (result check on disk, manifest fsync,
             next submit), which pays where that trip is slow (a driver on another node, a manifest on network
             storage). On a 2-core machine it gave 1 worker 0-8% more and 2 workers +1% to -13% (docs/distributed.md).
+        publish_every: seconds between two rewrites of the virtual split files while shards finish (0: after
+            every shard); they are always rewritten when the run ends. Each rewrite reads the manifest and maps
+            every listed shard, so on large runs it is rate-limited rather than done per shard.
     """
 
     workers: int | None = None
@@ -85,6 +93,7 @@ class RunOptions:
     progress: bool = True
     poll_seconds: float = 0.5
     queue_depth: int = 1
+    publish_every: float = 10.0
 
 
 @dataclass
@@ -102,8 +111,12 @@ class ShardResult:
         pid: worker process id.
         rss_mb: the worker's resident memory after the shard (MiB).
         worker_rendered: samples the worker rendered since it started (for recycling).
-        timings: BlenderScene.timings spent in this attempt (build, render_call, write, clear).
+        timings: BlenderScene.timings spent in this attempt (build, render_call, write, clear), and "rows" when
+            the worker wrote the shard's HDF5 rows.
         finished_at: when the attempt ended, on the worker's clock (epoch seconds).
+        rows: what the shard's published rows file holds (pipeline.layouts.farm_rows.write_shard_rows), None
+            when the job writes no rows.
+        rows_seconds: time the attempt spent encoding and publishing the rows.
     """
 
     shard_id: int
@@ -121,5 +134,7 @@ class ShardResult:
     worker_rendered: int
     timings: dict[str, float] = field(default_factory=dict)
     finished_at: float = 0.0
+    rows: dict | None = None
+    rows_seconds: float = 0.0
 
 

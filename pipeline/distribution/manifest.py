@@ -38,6 +38,8 @@ class ManifestEntry:
         attempts: how many attempts the shard took in the run that finished it (1 = no retry).
         node: Ray node id of the worker that finished it ("local" without Ray).
         seconds: wall time of the finishing attempt.
+        rows: the shard's published HDF5 rows (`file`, `count`, `ranges`, ...: pipeline.layouts.farm_rows); None
+            for a shard rendered without rows (the key is then left out of the line).
     """
 
     shard: int
@@ -49,6 +51,7 @@ class ManifestEntry:
     attempts: int = 1
     node: str = "local"
     seconds: float = 0.0
+    rows: dict | None = None
     extra: dict = field(default_factory=dict)
 
     def to_line(self) -> str:
@@ -56,6 +59,8 @@ class ManifestEntry:
         record = asdict(self)
         extra = record.pop("extra")
         record["seconds"] = round(record["seconds"], 3)
+        if record["rows"] is None:  # lines of shards without rows keep the bytes they always had
+            del record["rows"]
         return json.dumps({**extra, **record}, sort_keys=True) + "\n"
 
     @classmethod
@@ -65,7 +70,12 @@ class ManifestEntry:
         Raises:
             KeyError, TypeError, ValueError: a required key is missing or has the wrong type.
         """
-        known = {"shard", "samples", "seed", "config_hash", "blender_version", "threads", "attempts", "node", "seconds"}
+        known = {"shard", "samples", "seed", "config_hash", "blender_version", "threads", "attempts", "node", "seconds",
+                 "rows"}
+        rows = record.get("rows")
+        if rows is not None and not (isinstance(rows, dict) and isinstance(rows.get("file"), str)
+                                     and isinstance(rows.get("count"), int)):
+            raise ValueError(f"rows must be an object with file and count, got {rows!r}")
         samples = [int(i) for i in record["samples"]]
         return cls(
             shard=int(record["shard"]),
@@ -77,6 +87,7 @@ class ManifestEntry:
             attempts=int(record.get("attempts", 1)),
             node=str(record.get("node", "local")),
             seconds=float(record.get("seconds", 0.0)),
+            rows=rows,
             extra={k: v for k, v in record.items() if k not in known},
         )
 

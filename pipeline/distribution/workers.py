@@ -13,12 +13,15 @@ import time
 import traceback
 from pathlib import Path
 
+from core.layout import LayoutError
 from core.lock import LOCK_ENV
 from core.process import rss_mb
 from core.samples import SIDECAR, is_complete, sample_dir
 from pipeline.distribution.faults import append_log, parse_faults
 from pipeline.distribution.job import FatalRenderError, RenderJob, ShardResult, WorkerFailure
 from pipeline.distribution.shards import Shard
+from pipeline.formats.hdf5 import DiskFullError
+from pipeline.layouts.farm_rows import write_shard_rows
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 RENDER_SCRIPT = REPO_DIR / "render.py"
@@ -44,6 +47,38 @@ def deterministic_failure(err: BaseException, dataset_dir: Path) -> str | None:
     if isinstance(err, ConfigError | AssetError | MeshImportError | DatasetMismatchError | FatalRenderError):
         return f"{type(err).__name__}: {err}"
     return None
+
+
+def write_rows(job: RenderJob, shard: Shard, faults: dict, log_path: Path) -> tuple[dict | None, float]:
+    """Writes and publishes the HDF5 rows of a rendered shard when the job asks for them (job.rows).
+
+    Returns:
+        (what the manifest line records, seconds spent), or (None, 0.0) without rows.
+
+    Raises:
+        FatalRenderError: the dataset's layout cannot be written as rows (the same for every attempt).
+    """
+    if not job.rows:
+        return None, 0.0
+    def before_publish(tmp: Path) -> None:  # the NSD_FAULT hook: a worker killed with its rows half-published
+        for index in shard.indices:
+            fault = faults.get(index)
+            if fault is not None and fault.action == "kill-rows":
+                fault.fire(job.log_dir, log_path)
+
+    start = time.perf_counter()
+    try:
+        rows = write_shard_rows(job.dataset_dir, shard.shard_id, shard.indices, before_publish)
+    except DiskFullError as err:  # the same words as a full disk met while rendering (deterministic_failure)
+        raise FatalRenderError(f"no space left on device writing {err.path} ({err.free} bytes free, about "
+                               f"{err.needed} needed with HDF5's headroom); free some space (or point DATA_DIR "
+                               "elsewhere) and continue with -c") from None
+    except (LayoutError, ValueError) as err:
+        append_log(log_path, traceback.format_exc())
+        raise FatalRenderError(f"writing the HDF5 rows of {shard.describe()} failed: {err}; fix the dataset's "
+                               "layout, or render without rows (--no_rows) and consolidate with preprocess_data.py "
+                               "-f") from None
+    return rows, time.perf_counter() - start
 
 
 def node_id() -> str:
@@ -123,9 +158,12 @@ class ShardWorker:
         try:
             for index in shard.indices:
                 fault = self.faults.get(index)
-                if fault is not None and not renderer.is_complete(index):
+                if fault is not None and fault.action != "kill-rows" and not renderer.is_complete(index):
                     fault.fire(self.job.log_dir, self.log_path)
                 renderer.render_sample(index)
+            rows, rows_seconds = write_rows(self.job, shard, self.faults, self.log_path)
+        except FatalRenderError:
+            raise
         except Exception as err:
             append_log(self.log_path, traceback.format_exc())
             reason = deterministic_failure(err, self.job.dataset_dir)
@@ -147,8 +185,11 @@ class ShardWorker:
             pid=os.getpid(),
             rss_mb=rss_mb(),
             worker_rendered=renderer.rendered,
-            timings={k: v - timings_before.get(k, 0.0) for k, v in renderer.scene.timings.items()},
+            timings={**{k: v - timings_before.get(k, 0.0) for k, v in renderer.scene.timings.items()},
+                     **({"rows": rows_seconds} if rows is not None else {})},
             finished_at=time.time(),
+            rows=rows,
+            rows_seconds=rows_seconds,
         )
 
     def close(self) -> None:
@@ -203,6 +244,7 @@ class ProcessShardWorker:
             raise WorkerFailure(f"{cmd[0]} exited with code {proc.returncode}", self.log_path)
         rendered = sum(is_complete(self.job.dataset_dir, i) for i in missing_before)
         self.rendered += rendered
+        rows, rows_seconds = write_rows(self.job, shard, {}, self.log_path)  # faults: in-process workers only
         info = json.loads((self.job.dataset_dir / "dataset.json").read_text())
         sidecar = json.loads((sample_dir(self.job.dataset_dir, shard.start) / SIDECAR).read_text())
         return ShardResult(
@@ -210,6 +252,7 @@ class ProcessShardWorker:
             render_call_seconds=0.0, seed=int(info["seed"]), config_hash=str(info["config_hash"]),
             blender_version=str(sidecar["blender_version"]), threads=int(sidecar["threads"]), node=node_id(),
             pid=os.getpid(), rss_mb=rss_mb(), worker_rendered=self.rendered, finished_at=time.time(),
+            rows=rows, rows_seconds=rows_seconds,
         )
 
     def close(self) -> None:

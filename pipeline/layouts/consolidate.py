@@ -320,8 +320,9 @@ class _Plan:
         return s.split if self.layout.split == "declared" else split_of(s.index)
 
 
-def plan_consolidation(dataset_dir: Path, pool: Any = None) -> _Plan:
-    """Surveys every sample and checks it against the dataset's layout (declared, else inferred once).
+def plan_consolidation(dataset_dir: Path, pool: Any = None, indices: Iterable[int] | None = None) -> _Plan:
+    """Surveys every sample (or only those of `indices`, as a render worker does for the rows of its shard) and
+    checks them against the dataset's layout (declared, else inferred once).
 
     Raises:
         FileNotFoundError: no ``samples/`` folder.
@@ -330,6 +331,9 @@ def plan_consolidation(dataset_dir: Path, pool: Any = None) -> _Plan:
     """
     dataset_dir = Path(dataset_dir)
     dirs = list_sample_dirs(dataset_dir)
+    if indices is not None:
+        wanted = {f"{i:06d}" for i in indices}
+        dirs = [d for d in dirs if d.name in wanted]
     layout = read_layout(dataset_dir)
     surveys, bad = [], []
     for result in map_ordered(_survey, dirs, pool=pool):
@@ -550,9 +554,15 @@ def generation_id(plan: _Plan) -> str:
     """The id every file of one consolidation carries (split files and consolidation.json alike): a digest of
     the layout and of every usable sample (index, split, sidecar bytes), so the same input gives the same id (and
     the same bytes) and files from consolidations of different inputs never pass as one dataset."""
-    h = hashlib.sha256(json.dumps(plan.layout.to_json(), sort_keys=True).encode())
-    for s in sorted(plan.surveys, key=lambda s: s.index):
-        h.update(f"{s.index}:{plan.split(s)}:{s.sidecar_sha256}\n".encode())
+    return generation_digest(plan.layout, [(s.index, plan.split(s), s.sidecar_sha256) for s in plan.surveys])
+
+
+def generation_digest(layout: Layout, samples: Iterable[tuple[int, str, str]]) -> str:
+    """The generation id of a consolidation of `samples` ((index, split, sidecar sha256) each) in `layout`; the
+    render farm's virtual split files (pipeline.layouts.virtual) compute theirs with it from the shards' rows."""
+    h = hashlib.sha256(json.dumps(layout.to_json(), sort_keys=True).encode())
+    for index, split, sha in sorted(samples):
+        h.update(f"{index}:{split}:{sha}\n".encode())
     return h.hexdigest()[:32]
 
 
@@ -565,14 +575,15 @@ def _scene_spec(layout: Layout, size: tuple[int, int]) -> SceneSpec:
 class _BucketWriter:
     """Appends rows of one ``imgs_XX.h5`` (§2) to its temporary file, ``_CHUNK_ROWS`` at a time."""
 
-    def __init__(self, path: Path, bucket: int, plan: _Plan, attrs: dict[str, Any]):
+    def __init__(self, path: Path, bucket: int | None, plan: _Plan, attrs: dict[str, Any]):
         self.path = path
         self.fh = h5_out.create_h5(path)
         for key, value in attrs.items():
             self.fh.attrs[key] = value
         self.fh.attrs["layout"] = "sample-major"
-        self.fh.attrs["bucket"] = bucket
-        if plan.layout.split == SPLIT_RULE:
+        if bucket is not None:  # None: a render worker's shard rows, which hold rows of every bucket
+            self.fh.attrs["bucket"] = bucket
+        if bucket is not None and plan.layout.split == SPLIT_RULE:
             self.fh.attrs["split"] = SPLIT_OF_BUCKET[bucket]
         m, new = plan.max_objects, h5_out.new_dataset
         specs: dict[str, tuple[tuple[int, ...], Any]] = {
@@ -664,12 +675,20 @@ def _open_writers(dataset_dir: Path, plan: _Plan, paths: dict[Any, Path]) -> dic
 
 
 def _write_reports(dataset_dir: Path, plan: _Plan, result: ConsolidationResult, split_of_sample: dict[int, str]):
+    write_reports(dataset_dir, plan.layout, plan.declared, generation_id(plan), result.rows, result.bad,
+                  split_of_sample)
+
+
+def write_reports(dataset_dir: Path, layout: Layout, declared: bool, generation: str, rows: dict[str, int],
+                  bad: list[BadSample], split_of_sample: dict[int, str], extra: dict[str, Any] | None = None) -> None:
+    """Writes ``splits.json`` and then ``consolidation.json`` (the file readers check generations against, so
+    last); `extra` adds keys to consolidation.json (the farm's virtual files say ``"virtual": true``)."""
     write_json(
         dataset_dir / "splits.json",
         {
             "format_version": FORMAT_VERSION,
-            "layout": plan.layout.kind,
-            "rule": plan.layout.split,
+            "layout": layout.kind,
+            "rule": layout.split,
             "split_of_bucket": {str(b): SPLIT_OF_BUCKET[b] for b in range(N_BUCKETS)},
             "bucket": "index % 12",
             "samples": {s: sorted(i for i, t in split_of_sample.items() if t == s) for s in SPLITS},
@@ -679,15 +698,16 @@ def _write_reports(dataset_dir: Path, plan: _Plan, result: ConsolidationResult, 
         dataset_dir / "consolidation.json",
         {
             "format_version": FORMAT_VERSION,
-            "generation": generation_id(plan),
-            "layout": plan.layout.kind,
-            "layout_declaration": plan.layout.to_json(),
-            "layout_declared": plan.declared,
-            "views": plan.layout.views,
-            "input": plan.layout.image_format,
-            "with_targets": result.with_targets,
-            "rows": result.rows,
-            "bad_samples": [{"sample": b.name, "reason": b.reason} for b in result.bad],
+            "generation": generation,
+            "layout": layout.kind,
+            "layout_declaration": layout.to_json(),
+            "layout_declared": declared,
+            "views": layout.views,
+            "input": layout.image_format,
+            "with_targets": layout.image_format == "exr",
+            "rows": rows,
+            "bad_samples": [{"sample": b.name, "reason": b.reason} for b in bad],
+            **(extra or {}),
         },
     )
 
