@@ -165,3 +165,12 @@ def test_fine_tuning_from_synthetic_beats_before_and_real_only(transfer: dict) -
     assert after < scratch, f"fine-tuned from synthetic is no better than real scenes alone: {figures}"
     assert figures["mixed"] < before, f"fine-tuning with rendered rooms mixed in did not help: {figures}"
     assert mixed["before_fine_tuning"]["metrics"] == tuned["before_fine_tuning"]["metrics"]  # same items, same seed
+
+
+def test_before_fine_tuning_is_the_pretrained_checkpoint_on_the_real_scenes(transfer: dict) -> None:
+    """`evaluate` of the fine-tuned run reports what the pretrained run itself scores on the real held-out pairs."""
+    direct = _evaluate(transfer["runs"] / "synthetic", transfer["real"])
+    before = transfer["tuned"]["before_fine_tuning"]
+    assert before["step"] == PRETRAIN_STEPS and before["checkpoint"] == direct["checkpoint"]
+    for mode in ("prior_mean", "posterior", "prior_sample"):
+        assert before["metrics"][mode] == pytest.approx(direct["metrics"][mode], rel=1e-6), mode
