@@ -54,7 +54,13 @@ from tfrecord.reader import tfrecord_iterator
 from tqdm import tqdm
 
 from core import publish
-from pipeline.captures.scene import CaptureError, SceneArrays, assumed_intrinsics, scene_from_xyzyp
+from pipeline.captures.scene import (
+    CaptureError,
+    SceneArrays,
+    assumed_intrinsics,
+    cameras_from_xyzyp,
+    viewpoints_from_xyzyp,
+)
 from pipeline.captures.writer import SceneFiles, scene_file
 from pipeline.formats import hdf5 as h5_out
 
@@ -206,13 +212,35 @@ def iter_records(path: Path) -> Iterator[memoryview]:
         raise CaptureError(f"{path}: corrupt (a record length larger than memory); {fix}") from None
 
 
+#: Records whose cameras are turned into viewpoints and matrices in one vectorised call (per scene, the numpy
+#: calls' overhead cost more than the arithmetic).
+CAMERA_BLOCK = 64
+
+
 def read_file(source: SourceFile, spec: GqnDataset, K: np.ndarray) -> Iterator[SceneArrays]:
-    """The scenes of one TFRecord file, one at a time, in record order."""
+    """The scenes of one TFRecord file, one at a time, in record order (decoded CAMERA_BLOCK records ahead)."""
+    K_views = np.ascontiguousarray(np.broadcast_to(np.asarray(K, np.float32), (spec.views, 3, 3)))
+    block: list[tuple[int, np.ndarray, np.ndarray]] = []
+
+    def scenes() -> Iterator[SceneArrays]:
+        xyzyp = np.stack([cameras for _, _, cameras in block])  # (n, V, 5)
+        flat = xyzyp.reshape(-1, 5)
+        viewpoints = viewpoints_from_xyzyp(flat).reshape(len(block), spec.views, 7)
+        c2w = cameras_from_xyzyp(flat).reshape(len(block), spec.views, 4, 4)
+        xyzyp32 = xyzyp.astype(np.float32)
+        for i, (r, images, _) in enumerate(block):
+            yield SceneArrays(source.number * FILE_STRIDE + r, images, viewpoints[i], xyzyp32[i], K_views, c2w[i])
+        block.clear()
+
     for r, raw in enumerate(iter_records(source.path)):
         if r >= FILE_STRIDE:
             raise CaptureError(f"{source.path}: more than {FILE_STRIDE} records; not a gqn-datasets file")
         images, cameras = _decode_record(raw, spec, f"{source.path} record {r}")
-        yield scene_from_xyzyp(source.number * FILE_STRIDE + r, images, cameras, K)
+        block.append((r, images, cameras))
+        if len(block) == CAMERA_BLOCK:
+            yield from scenes()
+    if block:
+        yield from scenes()
 
 
 def check_first_record(source: SourceFile, spec: GqnDataset) -> None:
