@@ -54,6 +54,7 @@ from tfrecord.reader import tfrecord_iterator
 from tqdm import tqdm
 
 from core import publish
+from core.lock import LOCK_NAME
 from pipeline.captures.scene import (
     CaptureError,
     SceneArrays,
@@ -393,7 +394,33 @@ def import_gqn(src: str | Path, dataset_dir: str | Path, dataset: str, jobs: int
     spec = dataset_spec(dataset)
     dataset_dir = Path(dataset_dir)
     sources = list_sources(src, dataset)
+    created = not dataset_dir.exists()
     dataset_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _import_locked(sources, dataset_dir, dataset, spec, jobs, progress, keep_parts, started)
+    except BaseException:
+        _tidy_after_failure(dataset_dir, created)
+        raise
+
+
+def _tidy_after_failure(dataset_dir: Path, created: bool) -> None:
+    """After a failed import: empty part folders go; so does a dataset folder this run created, unless it holds
+    finished parts (kept so that the rerun after the fix does not convert their files again)."""
+    parts = dataset_dir / PARTS
+    if parts.is_dir():
+        for folder in sorted((p for p in parts.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        if not any(parts.iterdir()):
+            parts.rmdir()
+    kept = [p for p in dataset_dir.iterdir() if p.name != LOCK_NAME] if dataset_dir.is_dir() else []
+    if created and not kept:
+        shutil.rmtree(dataset_dir, ignore_errors=True)
+
+
+def _import_locked(sources: list[SourceFile], dataset_dir: Path, dataset: str, spec: GqnDataset, jobs: int | None,
+                   progress: bool, keep_parts: bool, started: float) -> GqnImportResult:
+    """`import_gqn` once the folder exists: holds its lock, converts what is pending, assembles."""
     with h5_out.dataset_lock(dataset_dir):
         before = _previous_rows(dataset_dir, dataset)
         for key, entry in before.items():
