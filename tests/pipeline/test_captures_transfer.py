@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -117,30 +118,46 @@ def _fit(data: Path, run: Path, gin: Path, steps: int, *extra: str) -> None:
                        "-p", f"fit.max_steps = {steps}", *extra]) == 0
 
 
-def _evaluate(run: Path, data: Path) -> dict:
+def _evaluate(run: Path, data: Path, *extra: str) -> dict:
     assert train_main(["evaluate", "--run", str(run), "--data", str(data), "--split", "test", "--threads", "1",
-                       "-p", "evaluate.num_samples = 0"]) == 0
+                       "-p", "evaluate.num_samples = 0", *extra]) == 0
     return json.loads((run / "eval_test.json").read_text())
+
+
+def run_transfer(root: Path) -> dict:
+    """Renders, imports, pretrains, fine-tunes (plain and mixed), trains real-only and evaluates, under `root`.
+
+    Returns:
+        {"rooms", "real", "runs": folders, "seconds": {stage: wall s}, and per run its eval_test.json}.
+    """
+    seconds = {}
+    t = time.perf_counter()
+    rooms = render_rooms(root / "data")
+    seconds["render and consolidate 24 rooms"] = time.perf_counter() - t
+    t = time.perf_counter()
+    real = root / "data" / "chessboard"
+    rows = import_plan(plan_capture(layout_chessboard(root / "captures"), size=SIZE), real)
+    assert rows == {"train": 13 - TEST_PAIRS, "val": 0, "test": TEST_PAIRS}
+    seconds["pose (solvePnP) and import 13 photo pairs"] = time.perf_counter() - t
+    gin = root / "tiny.gin"
+    gin.write_text(GIN)
+    runs = root / "runs"
+    pretrained = runs / "synthetic" / "checkpoints" / f"step_{PRETRAIN_STEPS:08d}.pt"
+    plan = {"synthetic": (rooms, PRETRAIN_STEPS, ()),
+            "tuned": (real, TUNE_STEPS, ("--init-from", str(pretrained))),
+            "mixed": (real, TUNE_STEPS, ("--init-from", str(pretrained), "--mix", str(rooms), "--mix-ratio", "0.25")),
+            "real_only": (real, TUNE_STEPS, ())}
+    for name, (data, steps, extra) in plan.items():
+        t = time.perf_counter()
+        _fit(data, runs / name, gin, steps, *extra)
+        seconds[f"fit {name} ({steps} steps)"] = time.perf_counter() - t
+    return {"rooms": rooms, "real": real, "runs": runs, "seconds": seconds,
+            **{name: _evaluate(runs / name, real) for name in ("tuned", "mixed", "real_only")}}
 
 
 @pytest.fixture(scope="module")
 def transfer(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("transfer")
-    rooms = render_rooms(root / "data")
-    real = root / "data" / "chessboard"
-    rows = import_plan(plan_capture(layout_chessboard(root / "captures"), size=SIZE), real)
-    assert rows == {"train": 13 - TEST_PAIRS, "val": 0, "test": TEST_PAIRS}
-    gin = root / "tiny.gin"
-    gin.write_text(GIN)
-    runs = root / "runs"
-    _fit(rooms, runs / "synthetic", gin, PRETRAIN_STEPS)
-    pretrained = runs / "synthetic" / "checkpoints" / f"step_{PRETRAIN_STEPS:08d}.pt"
-    _fit(real, runs / "tuned", gin, TUNE_STEPS, "--init-from", str(pretrained))
-    _fit(real, runs / "mixed", gin, TUNE_STEPS, "--init-from", str(pretrained), "--mix", str(rooms),
-         "--mix-ratio", "0.25")
-    _fit(real, runs / "real_only", gin, TUNE_STEPS)
-    return {"rooms": rooms, "real": real, "runs": runs,
-            **{name: _evaluate(runs / name, real) for name in ("tuned", "mixed", "real_only")}}
+    return run_transfer(tmp_path_factory.mktemp("transfer"))
 
 
 def test_rendered_twin_and_capture_share_one_schema(transfer: dict) -> None:
@@ -174,3 +191,35 @@ def test_before_fine_tuning_is_the_pretrained_checkpoint_on_the_real_scenes(tran
     assert before["step"] == PRETRAIN_STEPS and before["checkpoint"] == direct["checkpoint"]
     for mode in ("prior_mean", "posterior", "prior_sample"):
         assert before["metrics"][mode] == pytest.approx(direct["metrics"][mode], rel=1e-6), mode
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.pipeline.test_captures_transfer DIR`: the same experiment, kept in DIR, as the Markdown
+    table of docs/results.md ("Transfer"), with the predictions picture of the fine-tuned run."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("dir", type=Path, help="an empty folder for the data and runs")
+    root = parser.parse_args(argv).dir
+    result = run_transfer(root)
+    _evaluate(result["runs"] / "tuned", result["real"], "--save-predictions")
+    tuned = result["tuned"]
+    rows = [("pretrained on 24 rendered rooms, before fine-tuning", tuned["before_fine_tuning"]["metrics"]),
+            (f"fine-tuned on the 9 real pairs, {TUNE_STEPS} steps", tuned["metrics"]),
+            ("fine-tuned, a quarter of each batch rendered rooms (`--mix`)", result["mixed"]["metrics"]),
+            (f"real pairs alone, from scratch, {TUNE_STEPS} steps", result["real_only"]["metrics"])]
+    print("| held-out real pairs (4 queries) | PSNR dB | SSIM | MSE |\n| --- | --- | --- | --- |")
+    for label, metrics in rows:
+        m = metrics["prior_mean"]
+        print(f"| {label} | {m['psnr']:.2f} | {m['ssim']:.3f} | {m['mse']:.4f} |")
+    for name, label in (("mean_train_image", "mean real training image"),
+                        ("nearest_context_view", "nearest context view (the other camera)")):
+        m = tuned["baselines"][name]
+        print(f"| baseline: {label} | {m['psnr']:.2f} | {m['ssim']:.3f} | {m['mse']:.4f} |")
+    print("\n" + "\n".join(f"- {stage}: {s:.1f} s" for stage, s in result["seconds"].items()))
+    print(f"\npredictions picture: {result['runs'] / 'tuned' / 'eval_test_predictions.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
