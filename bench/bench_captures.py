@@ -28,6 +28,7 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -147,6 +148,14 @@ def main() -> None:
         parser.error(f"unknown --frames {unknown}; use photos and/or flat")
     total = args.files * args.scenes
     load_start = os.getloadavg()
+    peak = [load_start[0]]
+    stop = threading.Event()
+
+    def sample_load() -> None:  # the 1-minute load average, every 5 s: the machine is shared
+        while not stop.wait(5.0):
+            peak[0] = max(peak[0], os.getloadavg()[0])
+
+    threading.Thread(target=sample_load, daemon=True).start()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-captures-") as tmp:
         for kind in kinds:
@@ -157,6 +166,7 @@ def main() -> None:
         out_bytes = sum(p.stat().st_size for p in Path(tmp).glob(f"ours-{kinds[-1]}-{args.jobs}/scenes_*.h5"))
     worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     load_end = os.getloadavg()
+    stop.set()
     lines = [
         f"DeepMind gqn-datasets import (`import-gqn`): {total:,} scenes of rooms_ring_camera's shape (10 views of "
         f"64x64 JPEG, 5 camera numbers a view) in {args.files} TFRecord files written here with `tfrecord`'s writer, "
@@ -165,7 +175,7 @@ def main() -> None:
         "`flat` a colour gradient with a disc (closer to GQN's rooms), `photos` random crops of opencv-doc's photos.",
         "",
         f"Machine: {os.cpu_count()} cores shared with other sessions; load average (1 min) {load_start[0]:.1f} at the "
-        f"start, {load_end[0]:.1f} at the end. Wall time shows what we got of the machine; CPU time (this process and "
+        f"start, {load_end[0]:.1f} at the end, at most {peak[0]:.1f} in between. Wall time shows what we got of the machine; CPU time (this process and "
         "its workers) what a scene costs, so scenes per CPU-second times the idle cores bounds scenes/s on an idle "
         f"machine. Output {out_bytes / 1e6:.1f} MB for the last kind; peak worker memory {worker_mb:.0f} MB.",
         "",

@@ -353,12 +353,22 @@ class Trainer:
             "rng": ckpt.rng_state(),
             "sampler": self.sampler.state_dict(),
             "data": {"dir": str(self.data_dir.resolve()),
-                     **self.family.data_state(self.dataset, self.context_range),
-                     "mix": ({"dir": str(Path(self.s["mix_data"]).resolve()), "ratio": self.s["mix_ratio"],
-                              "items": self.mix_items} if self.mix_dataset is not None else None)},
-            "init_from": str(Path(self.s["init_from"]).resolve()) if self.s["init_from"] else self._init_from,
+                     **self.family.data_state(self.dataset, self.context_range), **self._mix_state()},
+            **self._init_state(),
             "config": gin.operative_config_str(),
         }, keep=self.s["keep_checkpoints"])
+
+    def _mix_state(self) -> dict[str, Any]:
+        """`data.mix` of a checkpoint, only in runs that mix (checkpoints of other runs keep their old keys)."""
+        if self.mix_dataset is None:
+            return {}
+        return {"mix": {"dir": str(Path(self.s["mix_data"]).resolve()), "ratio": self.s["mix_ratio"],
+                        "items": self.mix_items}}
+
+    def _init_state(self) -> dict[str, Any]:
+        """`init_from` of a checkpoint, only in runs started with --init-from (kept through their resumes)."""
+        start = str(Path(self.s["init_from"]).resolve()) if self.s["init_from"] else self._init_from
+        return {"init_from": start} if start else {}
 
 
 @gin.configurable(denylist=["data_dir", "run_dir", "resume"])
