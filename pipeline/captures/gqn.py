@@ -12,7 +12,7 @@ How a run goes (`import_gqn`):
    convert (view count, cameras, image size): a file of another dataset fails before anything is written.
 2. Convert each pending file in a worker process into its own part, `NAME/.gqn-parts/SPLIT/NNNN-of-MMMM/`,
    published atomically by `pipeline.captures.writer` with the file's size and record count as attributes. Memory
-   stays flat: records stream through one buffer of at most `writer.FLUSH_ROWS` scenes.
+   stays flat: records are decoded CAMERA_BLOCK ahead and each scene's image chunk is stored as it comes.
 3. Concatenate the parts (image chunks copied without decoding) and the rows of files an earlier run already
    put into the final files into new `scenes_{train,val,test}.h5`, published together; each lists its sources
    (file, bytes, scenes, rows) in its `source_files` attribute. Then `import.json` (a report for people) and
