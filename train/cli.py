@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from this checkpoint's weights only (same model and sizes): new optimiser, "
                         "learning-rate schedule and step count, e.g. to fine-tune on real captures")
+    f.add_argument("--mix", metavar="DATASET",
+                   help="mix scenes of this dataset (folder or NAME under DATA_DIR, its scenes_train.h5) into every "
+                        "batch, e.g. the synthetic set a model was pretrained on while fine-tuning on real captures "
+                        "(binds fit.mix_data)")
+    f.add_argument("--mix-ratio", type=float, metavar="R",
+                   help="share of each batch taken from --mix, strictly between 0 and 1 (default 0.25; binds "
+                        "fit.mix_ratio)")
 
     e = sub.add_parser("evaluate", help="PSNR/SSIM/MSE on held-out scenes, with baselines, to JSON",
                        description="Evaluate a run's checkpoint; writes RUN/eval_<split>.json.")
@@ -141,7 +148,14 @@ def _run(args: argparse.Namespace) -> int:
         if not files:
             files = [run / "operative_config.gin"] if args.resume else [DEFAULT_GIN]
             logger.info("no -g given: using %s", files[0])
-        parse_gin(files, args.bind)
+        bindings = list(args.bind)
+        if args.mix_ratio is not None and not args.mix:
+            raise ConfigError("--mix-ratio needs --mix DATASET (the data to mix in)")
+        if args.mix:  # as bindings, so the run's operative config (and --resume) keeps them
+            bindings.append(f"fit.mix_data = {str(_data_dir(args.mix).resolve())!r}")
+        if args.mix_ratio is not None:
+            bindings.append(f"fit.mix_ratio = {args.mix_ratio!r}")
+        parse_gin(files, bindings)
         extra = {"init_from": args.init_from} if args.init_from else {}
         result = fit(data, run, resume=args.resume, **extra)
         last = result["history"][-1] if result["history"] else {}
@@ -158,6 +172,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{result['split']} ({result['num_scenes']} scenes, step {result['step']}):")
         for name, m in {**result["metrics"], **result["baselines"]}.items():
             print(f"  {name:22s} PSNR {m['psnr']:6.2f} dB  SSIM {m['ssim']:.3f}  MSE {m['mse']:.5f}")
+        before = result.get("before_fine_tuning")
+        if before:
+            print(f"before fine-tuning ({before['checkpoint']}, step {before['step']}):")
+            for name, m in before["metrics"].items():
+                print(f"  {name:22s} PSNR {m['psnr']:6.2f} dB  SSIM {m['ssim']:.3f}  MSE {m['mse']:.5f}")
         return 0
     if args.command == "render":
         kwargs = {k: v for k, v in {"split": args.split, "scene": args.scene, "num_frames": args.frames,
