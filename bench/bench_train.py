@@ -12,7 +12,8 @@ voxels for ENR and RenderNet, pooled to the model's 32 px / 32^3 on load):
 
 Section "Trainer under load": GQN's CPU default trained for a few seconds alone and beside one busy process (a
 Python busy loop, like a render worker), with 1 torch thread, 2 threads with GNU OpenMP's spinning wait (the
-old default: torch imported before `train`) and 2 passive threads (what importing `train` now sets).
+old default: torch imported before `train`), 2 passive threads (what importing `train` sets) and the trainer's
+default (`--threads 0`: the cores idle at start).
 
     .venv/bin/python bench/bench_train.py [--scenes 256] [--steps 30] [--load-seconds 8] [--no-write]
 """
@@ -73,7 +74,9 @@ class NaiveDataset(torch.utils.data.Dataset):
 
 def _setup(name: str, data: Path) -> tuple[torch.nn.Module, torch.utils.data.Dataset, tuple[int, int]]:
     """The CPU default model of `name`, its training dataset and its sampler's context range."""
-    parse_gin([REPO / "config" / "train" / f"{name}_cpu.gin"], [])
+    # the toy objects' camera and white background (the rendered sets' own are the config's defaults)
+    toy = ["RenderNet.fov_deg = 25.0", "RenderNet.background = 1.0"] if name == "rendernet" else []
+    parse_gin([REPO / "config" / "train" / f"{name}_cpu.gin"], toy)
     model = build_model(name)
     family = family_for(name)
     dataset = family.make_dataset(split_path(data, "train"), model)
@@ -115,9 +118,10 @@ if sys.argv[2] == "spin":
 import train
 import torch
 from train.cli import parse_gin
+from train.threads import pick_threads
 from train.models import build_model
 from train.trainer import make_optimizer
-torch.set_num_threads(int(sys.argv[3]))
+torch.set_num_threads(pick_threads(int(sys.argv[3])))
 parse_gin(["config/train/gqn_cpu.gin"], [])
 model = build_model("gqn")
 opt, _ = make_optimizer(model.parameters())
@@ -131,12 +135,12 @@ step(); step()
 start, n = time.perf_counter(), 0
 while time.perf_counter() - start < float(sys.argv[1]):
     step(); n += 1
-print(n * 16 / (time.perf_counter() - start))
+print(n * 16 / (time.perf_counter() - start), torch.get_num_threads())
 """
 
 
-def under_load(seconds: float, busy: int, policy: str, threads: int) -> float:
-    """Query images/s of the GQN child beside `busy` busy-loop processes."""
+def under_load(seconds: float, busy: int, policy: str, threads: int) -> tuple[float, int]:
+    """(query images/s, torch threads) of the GQN child beside `busy` busy-loop processes."""
     competitors = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
     try:
         env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
@@ -147,7 +151,8 @@ def under_load(seconds: float, busy: int, policy: str, threads: int) -> float:
         for p in competitors:
             p.kill()
             p.wait()
-    return float(out.strip().splitlines()[-1])
+    rate, used = out.strip().splitlines()[-1].split()
+    return float(rate), int(used)
 
 
 def speed_section(args: argparse.Namespace, tmp: Path) -> list[str]:
@@ -199,13 +204,14 @@ def speed_section(args: argparse.Namespace, tmp: Path) -> list[str]:
 
 def load_section(args: argparse.Namespace) -> list[str]:
     cases = (("1 thread", "passive", 1), ("2 threads, spinning wait (old default)", "spin", 2),
-             ("2 threads, passive wait (`import train` sets it)", "passive", 2))
+             ("2 threads, passive wait (`import train` sets it)", "passive", 2),
+             ("`--threads 0` (the default: free cores at start), passive wait", "passive", 0))
     rows = []
     for label, policy, threads in cases:
         idle = under_load(args.load_seconds, 0, policy, threads)
         busy = under_load(args.load_seconds, 1, policy, threads)
         rows.append((label, idle, busy))
-    one_idle = rows[0][1]
+    one_idle = rows[0][1][0]
     load = os.getloadavg()
     return [
         f"GQN's CPU default (batch 16, 32x32, K = 3) trained for {args.load_seconds:g} s per case in a fresh "
@@ -214,14 +220,18 @@ def load_section(args: argparse.Namespace) -> list[str]:
         "end). With one competitor our share is one core, so the fair figure is the 1-thread idle speed "
         f"({one_idle:.0f} images/s).",
         "",
-        "| torch threads and OpenMP wait | alone, query images/s | beside a busy process | beside / 1-thread alone |",
+        "| torch threads and OpenMP wait | alone, query images/s (threads) | beside a busy process (threads) "
+        "| beside / 1-thread alone |",
         "| --- | --- | --- | --- |",
-        *[f"| {label} | {idle:.0f} | {busy:.0f} | {busy / one_idle:.2f} |" for label, idle, busy in rows],
+        *[f"| {label} | {idle[0]:.0f} ({idle[1]}) | {busy[0]:.0f} ({busy[1]}) | {busy[0] / one_idle:.2f} |"
+          for label, idle, busy in rows],
         "",
         "torch here uses GNU OpenMP (libgomp). Its idle threads spin before sleeping, so a thread that waits for a "
         "busy core burns the core its partner needs; passive threads sleep at once. `import train` therefore sets "
         "`OMP_WAIT_POLICY=PASSIVE` when the environment does not (it must happen before torch loads libgomp; "
-        "`python -m train` does it), and keeps torch's one thread per core.",
+        "`python -m train` does it). Passive waits alone still leave 2 threads behind 1 beside a busy process (each "
+        "step waits for the thread whose core is taken), so the trainer's default `--threads 0` takes the cores "
+        "found idle over 0.3 s at start (`train/threads.py`), shared between torchrun's local processes.",
     ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,49 @@ import paths
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
 FETCH_COMMAND = "python -m pipeline.assets fetch"
+
+
+# ---------------------------------------------------------------------------------------- the JSON of an asset
+
+#: JSON keys that differ from the field names.
+_JSON_KEYS = {"class_name": "class"}
+#: Values of required fields that index files written by older code may lack.
+_LOOSE_DEFAULTS = {"licence": "unknown", "name": "", "raw_category": ""}
+
+
+def _plain(value: Any) -> Any:
+    """A field value as JSON: paths as strings, tuples (also nested, e.g. a bbox) as lists."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _frozen(value: Any) -> Any:
+    """JSON lists back as (nested) tuples, so that the frozen dataclasses stay hashable and ordered."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
+
+
+def _asset_to_json(asset: Any) -> dict[str, Any]:
+    return {_JSON_KEYS.get(f.name, f.name): _plain(getattr(asset, f.name)) for f in fields(asset)}
+
+
+def _asset_from_json(cls: type, d: dict[str, Any]) -> Any:
+    """One asset of `cls` from its JSON; a missing key takes the field's default (KeyError if it has none)."""
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        key = _JSON_KEYS.get(f.name, f.name)
+        if key in d:
+            value = d[key]
+        elif f.name in _LOOSE_DEFAULTS:
+            value = _LOOSE_DEFAULTS[f.name]
+        elif f.default is not MISSING or f.default_factory is not MISSING:
+            continue
+        else:
+            raise KeyError(key)
+        kwargs[f.name] = Path(value) if f.name == "path" else _frozen(value)
+    return cls(**kwargs)
 
 
 # ----------------------------------------------------------------------------------------------- errors
@@ -84,48 +127,11 @@ class MeshAsset:
     missing_textures: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source": self.source,
-            "class": self.class_name,
-            "raw_category": self.raw_category,
-            "name": self.name,
-            "path": str(self.path),
-            "format": self.format,
-            "licence": self.licence,
-            "author": self.author,
-            "size_cm": list(self.size_cm) if self.size_cm else None,
-            "bbox": [list(self.bbox[0]), list(self.bbox[1])] if self.bbox else None,
-            "up_axis": self.up_axis,
-            "model_rotation": list(self.model_rotation) if self.model_rotation else None,
-            "num_faces": self.num_faces,
-            "tags": list(self.tags),
-            "origin": self.origin,
-            "missing_textures": list(self.missing_textures),
-        }
+        return _asset_to_json(self)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> MeshAsset:
-        bbox = d.get("bbox")
-        return cls(
-            id=d["id"],
-            source=d["source"],
-            class_name=d["class"],
-            raw_category=d.get("raw_category", ""),
-            name=d.get("name", ""),
-            path=Path(d["path"]),
-            format=d["format"],
-            licence=d.get("licence", "unknown"),
-            author=d.get("author", ""),
-            size_cm=tuple(d["size_cm"]) if d.get("size_cm") else None,  # type: ignore[arg-type]
-            bbox=(tuple(bbox[0]), tuple(bbox[1])) if bbox else None,  # type: ignore[arg-type]
-            up_axis=d.get("up_axis"),
-            model_rotation=tuple(d["model_rotation"]) if d.get("model_rotation") else None,
-            num_faces=d.get("num_faces"),
-            tags=tuple(d.get("tags", ())),
-            origin=d.get("origin", ""),
-            missing_textures=tuple(d.get("missing_textures", ())),
-        )
+        return _asset_from_json(cls, d)
 
 
 @dataclass(frozen=True, order=True)
@@ -155,31 +161,11 @@ class TextureAsset:
     origin: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source": self.source,
-            "name": self.name,
-            "path": str(self.path),
-            "licence": self.licence,
-            "author": self.author,
-            "size": list(self.size),
-            "channels": self.channels,
-            "origin": self.origin,
-        }
+        return _asset_to_json(self)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TextureAsset:
-        return cls(
-            id=d["id"],
-            source=d["source"],
-            name=d.get("name", ""),
-            path=Path(d["path"]),
-            licence=d.get("licence", "unknown"),
-            author=d.get("author", ""),
-            size=tuple(d.get("size", (0, 0))),  # type: ignore[arg-type]
-            channels=int(d.get("channels", 3)),
-            origin=d.get("origin", ""),
-        )
+        return _asset_from_json(cls, d)
 
 
 @dataclass(frozen=True, order=True)
@@ -207,29 +193,11 @@ class EnvironmentAsset:
     origin: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source": self.source,
-            "name": self.name,
-            "path": str(self.path),
-            "licence": self.licence,
-            "author": self.author,
-            "resolution": list(self.resolution),
-            "origin": self.origin,
-        }
+        return _asset_to_json(self)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> EnvironmentAsset:
-        return cls(
-            id=d["id"],
-            source=d["source"],
-            name=d.get("name", ""),
-            path=Path(d["path"]),
-            licence=d.get("licence", "unknown"),
-            author=d.get("author", ""),
-            resolution=tuple(d.get("resolution", (0, 0))),  # type: ignore[arg-type]
-            origin=d.get("origin", ""),
-        )
+        return _asset_from_json(cls, d)
 
 
 @dataclass

@@ -21,11 +21,14 @@ def direction(azimuth: float, elevation: float) -> np.ndarray:
     direction, azimuth is its yaw and elevation its pitch: `yaw_pitch(direction(yaw, pitch)) == (yaw, pitch)`.
     The one place this formula lives: generators, lights and cameras all call it (or `on_sphere`).
 
+    Arrays of angles broadcast: the result then has shape (..., 3).
+
     Returns:
-        (3,) float64 unit vector.
+        (3,) float64 unit vector (or (..., 3) for arrays).
     """
-    c = math.cos(elevation)
-    return np.array([c * math.cos(azimuth), c * math.sin(azimuth), math.sin(elevation)])
+    azimuth, elevation = np.asarray(azimuth, dtype=np.float64), np.asarray(elevation, dtype=np.float64)
+    c = np.cos(elevation)
+    return np.stack(np.broadcast_arrays(c * np.cos(azimuth), c * np.sin(azimuth), np.sin(elevation)), axis=-1)
 
 
 def on_sphere(centre: np.ndarray, radius: float, azimuth: float, elevation: float) -> np.ndarray:

@@ -5,7 +5,7 @@ Reads the scene-major HDF5 files of docs/formats.md section 3 and never imports 
 
 Importing this package sets `OMP_WAIT_POLICY=PASSIVE` unless the environment sets it: torch here runs on GNU
 OpenMP, whose idle threads spin for a while before they sleep; on cores that other processes also use, 2
-spinning torch threads trained GQN 10x slower than 1 thread (bench/bench_train.py, "Trainer under load"), while
+spinning torch threads trained GQN 2-3x slower than 1 thread (bench/bench_train.py, "Trainer under load"), while
 passive threads sleep at once and keep the speed of the cores they get. libgomp reads the variable when torch
 loads it, so this must run before the first `import torch`; `python -m train` does that.
 """

@@ -12,7 +12,8 @@ A checkpoint is one `torch.save`d dict (see docs/training.md, "Checkpoints"):
 | `annealer` | step-dependent schedules (e.g. GQN's pixel sigma) |
 | `rng` | torch, numpy and python global RNG states |
 | `sampler` | the data sampler's settings (its batches are a function of (seed, step)) |
-| `data` | dataset settings the model was trained with (image size, context views) |
+| `data` | dataset settings the model was trained with (image size, context views; `mix` in runs that mix) |
+| `init_from` | only in runs started with `fit --init-from`: that checkpoint |
 | `config` | gin's operative config of the run |
 """
 

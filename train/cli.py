@@ -23,6 +23,7 @@ from train import checkpoint as ckpt
 from train.data import DatasetError
 from train.evaluation import evaluate
 from train.novel_views import render_views
+from train.threads import pick_threads
 from train.trainer import NonFiniteLossError, RunFolderError, fit
 
 logger = logging.getLogger(__name__)
@@ -85,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="gin binding applied after the files (repeatable), e.g. 'fit.max_steps=50'")
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
         p.add_argument("--threads", type=int, default=0,
-                       help="torch CPU threads (default: one per core); their OpenMP wait policy is passive unless "
-                            "OMP_WAIT_POLICY is set, so a busy machine costs only its share of the cores")
+                       help="torch CPU threads (default 0: the cores idle at start, shared by torchrun's local processes); "
+                            "their OpenMP wait policy is passive unless OMP_WAIT_POLICY is set, so a busy machine "
+                            "costs only its share of the cores")
 
     f = sub.add_parser("fit", help="train a model", description="Train a model; checkpoints and logs go to --run.")
     common(f)
@@ -99,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from this checkpoint's weights only (same model and sizes): new optimiser, "
                         "learning-rate schedule and step count, e.g. to fine-tune on real captures")
+    f.add_argument("--mix", metavar="DATASET",
+                   help="mix scenes of this dataset (folder or NAME under DATA_DIR, its scenes_train.h5) into every "
+                        "batch, e.g. the synthetic set a model was pretrained on while fine-tuning on real captures "
+                        "(binds fit.mix_data)")
+    f.add_argument("--mix-ratio", type=float, metavar="R",
+                   help="share of each batch taken from --mix, strictly between 0 and 1 (default 0.25; binds "
+                        "fit.mix_ratio)")
 
     e = sub.add_parser("evaluate", help="PSNR/SSIM/MSE on held-out scenes, with baselines, to JSON",
                        description="Evaluate a run's checkpoint; writes RUN/eval_<split>.json.")
@@ -139,7 +148,14 @@ def _run(args: argparse.Namespace) -> int:
         if not files:
             files = [run / "operative_config.gin"] if args.resume else [DEFAULT_GIN]
             logger.info("no -g given: using %s", files[0])
-        parse_gin(files, args.bind)
+        bindings = list(args.bind)
+        if args.mix_ratio is not None and not args.mix:
+            raise ConfigError("--mix-ratio needs --mix DATASET (the data to mix in)")
+        if args.mix:  # as bindings, so the run's operative config (and --resume) keeps them
+            bindings.append(f"fit.mix_data = {str(_data_dir(args.mix).resolve())!r}")
+        if args.mix_ratio is not None:
+            bindings.append(f"fit.mix_ratio = {args.mix_ratio!r}")
+        parse_gin(files, bindings)
         extra = {"init_from": args.init_from} if args.init_from else {}
         result = fit(data, run, resume=args.resume, **extra)
         last = result["history"][-1] if result["history"] else {}
@@ -156,6 +172,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{result['split']} ({result['num_scenes']} scenes, step {result['step']}):")
         for name, m in {**result["metrics"], **result["baselines"]}.items():
             print(f"  {name:22s} PSNR {m['psnr']:6.2f} dB  SSIM {m['ssim']:.3f}  MSE {m['mse']:.5f}")
+        before = result.get("before_fine_tuning")
+        if before:
+            print(f"before fine-tuning ({before['checkpoint']}, step {before['step']}):")
+            for name, m in before["metrics"].items():
+                print(f"  {name:22s} PSNR {m['psnr']:6.2f} dB  SSIM {m['ssim']:.3f}  MSE {m['mse']:.5f}")
         return 0
     if args.command == "render":
         kwargs = {k: v for k, v in {"split": args.split, "scene": args.scene, "num_frames": args.frames,
@@ -176,8 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(pick_threads(args.threads))
     try:
         return _run(args)
     except (ConfigError, DatasetError, ckpt.CheckpointError, RunFolderError) as exc:

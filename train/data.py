@@ -42,11 +42,13 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class ItemKey:
-    """What one item is: scene row, number of context views, and the seed of its view choice and noise."""
+    """What one item is: scene row, number of context views, the seed of its view choice and noise, and which
+    dataset the row is in (0: the training data, 1: the mixed-in data of `fit.mix_data`, see `MixedDataset`)."""
 
     scene: int
     n_context: int
     seed: int
+    source: int = 0
 
 
 def split_path(data_dir: str | os.PathLike, split: str) -> Path:
@@ -339,6 +341,44 @@ def _collate(items: list[dict[str, torch.Tensor]] | Batch) -> Batch:
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
+class MixedDataset(torch.utils.data.Dataset):
+    """The training data and a second dataset read by the same family, side by side (`fit.mix_data`).
+
+    An `ItemKey` with `source` 0 is a row of `main`, with `source` 1 a row of `mixed`; batches keep the keys'
+    order. Both must hand the model images of the same size (each pools its own stored size to it), e.g. real
+    captures mixed with the synthetic scenes a model was pretrained on.
+
+    Args:
+        main: the training data (its length is what epochs count).
+        mixed: the data mixed in.
+    Raises:
+        DatasetError: the two give images of different sizes.
+    """
+
+    def __init__(self, main: SceneDataset, mixed: SceneDataset) -> None:
+        if main.image_size != mixed.image_size:
+            raise DatasetError(f"{mixed.path} gives {mixed.image_size} px images, {main.path} {main.image_size} px; "
+                               "mixed data must pool to the same SceneDataset.image_size")
+        self.parts = (main, mixed)
+
+    def __len__(self) -> int:
+        return len(self.parts[0])
+
+    def __getitem__(self, key: ItemKey) -> dict[str, torch.Tensor]:
+        return self.parts[key.source][key]
+
+    def __getitems__(self, keys: list[ItemKey]) -> Batch:
+        """Each source's items read as that dataset batches them, then put back in the keys' order."""
+        groups = [[i for i, k in enumerate(keys) if k.source == src] for src in (0, 1)]
+        if not all(groups):
+            return self.parts[keys[0].source].__getitems__(keys)
+        parts = [self.parts[src].__getitems__([keys[i] for i in idx]) for src, idx in enumerate(groups)]
+        if not all(isinstance(p, dict) for p in parts):  # context counts differ: items as they are
+            return [self[k] for k in keys]  # type: ignore[return-value]
+        order = torch.from_numpy(np.argsort(np.concatenate(groups), kind="stable"))
+        return {name: torch.cat([parts[0][name], parts[1][name]])[order] for name in parts[0]}
+
+
 class SceneBatchSampler:
     """Deterministic batches of `ItemKey`s for global steps `start_step, start_step + 1, ...`.
 
@@ -348,6 +388,12 @@ class SceneBatchSampler:
     Model families pick the range: GQN K in [1, 5] context views plus a query, ENR 1 (a source and a target
     view of one scene), RenderNet 0 (one posed view).
     With W processes, rank r takes positions [r * B / W, (r + 1) * B / W) of each global batch of B.
+
+    Mixing (`mix_scenes`, `mix_items` > 0): M = `mix_items` positions of every global batch hold scenes of a
+    second dataset (`ItemKey.source` = 1), the other B - M the training data's. Which positions are mixed is
+    drawn per step from (seed, step), so DDP ranks see mixed items too; each source walks its own
+    permutation per epoch (the mixed data's from a separate stream), so epochs count the training data's scenes.
+    Without mixing every draw is the same as before mixing existed (resumed runs keep their batches).
     """
 
     def __init__(
@@ -362,6 +408,8 @@ class SceneBatchSampler:
         max_steps: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        mix_scenes: int = 0,
+        mix_items: int = 0,
     ) -> None:
         if not 0 <= min_context <= max_context <= num_views - 1:
             raise ValueError(
@@ -374,34 +422,60 @@ class SceneBatchSampler:
         self.global_batch, self.min_context, self.max_context = global_batch, min_context, max_context
         self.seed, self.start_step, self.max_steps = seed, start_step, max_steps
         self.rank, self.world_size = rank, world_size
-        self.steps_per_epoch = max(1, num_scenes // global_batch)
-        self._perm_epoch, self._perm = -1, np.empty(0, np.int64)
+        if mix_items and not (mix_scenes > 0 and 0 < mix_items < global_batch):
+            raise ValueError(f"mixing {mix_items} items of {mix_scenes} scenes into batches of {global_batch}: "
+                             "need at least one mixed scene and 1 <= mixed items <= batch - 1 (fit.mix_ratio)")
+        self.mix_scenes, self.mix_items = (mix_scenes, mix_items) if mix_items else (0, 0)
+        self.main_items = global_batch - self.mix_items
+        self.steps_per_epoch = max(1, num_scenes // self.main_items)
+        self._perms: dict[tuple[int, int], np.ndarray] = {}
 
-    def _scenes(self, step: int) -> np.ndarray:
-        epoch, pos = divmod(step, self.steps_per_epoch)
-        if epoch != self._perm_epoch:
-            rng = np.random.default_rng([self.seed, 0, epoch])
-            reps = -(-self.global_batch // self.num_scenes)  # fewer scenes than a batch: tile permutations
-            self._perm = np.concatenate([rng.permutation(self.num_scenes) for _ in range(reps)])
-            self._perm_epoch = epoch
-        if self.num_scenes < self.global_batch:
-            return self._perm[: self.global_batch]
-        return self._perm[pos * self.global_batch : (pos + 1) * self.global_batch]
+    def _permutation(self, stream: int, epoch: int, num_scenes: int, items: int) -> np.ndarray:
+        """Scenes of one epoch of a source, tiled when the source has fewer scenes than its items per batch."""
+        key = (stream, epoch)
+        if key not in self._perms:
+            if len(self._perms) > 4:  # a step needs the current epoch of each source only
+                self._perms.clear()
+            rng = np.random.default_rng([self.seed, stream, epoch])
+            reps = -(-items // num_scenes)
+            self._perms[key] = np.concatenate([rng.permutation(num_scenes) for _ in range(reps)])
+        return self._perms[key]
+
+    def _scenes(self, step: int, stream: int, num_scenes: int, items: int) -> np.ndarray:
+        steps_per_epoch = max(1, num_scenes // items)
+        epoch, pos = divmod(step, steps_per_epoch)
+        perm = self._permutation(stream, epoch, num_scenes, items)
+        if num_scenes < items:
+            return perm[:items]
+        return perm[pos * items : (pos + 1) * items]
+
+    def _global_keys(self, step: int) -> list[tuple[int, int]]:
+        """(source, scene) of every position of the global batch of `step`."""
+        main = self._scenes(step, 0, self.num_scenes, self.main_items)
+        if not self.mix_items:
+            return [(0, int(s)) for s in main]
+        mixed = self._scenes(step, 5, self.mix_scenes, self.mix_items)
+        is_mixed = np.zeros(self.global_batch, bool)
+        is_mixed[np.random.default_rng([self.seed, 4, step]).permutation(self.global_batch)[: self.mix_items]] = True
+        main_it, mixed_it = iter(main.tolist()), iter(mixed.tolist())
+        return [(1, next(mixed_it)) if m else (0, next(main_it)) for m in is_mixed]
 
     def batch(self, step: int) -> list[ItemKey]:
         """This rank's items of global step `step`."""
-        scenes = self._scenes(step)
+        keys = self._global_keys(step)
         n_context = int(np.random.default_rng([self.seed, 1, step]).integers(self.min_context, self.max_context + 1))
         local = self.global_batch // self.world_size
         positions = range(self.rank * local, (self.rank + 1) * local)
         return [
-            ItemKey(int(scenes[p]), n_context, int(np.random.SeedSequence([self.seed, 2, step, p]).generate_state(1)[0]))
+            ItemKey(keys[p][1], n_context, int(np.random.SeedSequence([self.seed, 2, step, p]).generate_state(1)[0]),
+                    keys[p][0])
             for p in positions
         ]
 
     def state_dict(self) -> dict:
         return {"seed": self.seed, "global_batch": self.global_batch, "min_context": self.min_context,
-                "max_context": self.max_context, "num_scenes": self.num_scenes}
+                "max_context": self.max_context, "num_scenes": self.num_scenes, "mix_scenes": self.mix_scenes,
+                "mix_items": self.mix_items}
 
     def __iter__(self) -> Iterator[list[ItemKey]]:
         step = self.start_step
@@ -416,7 +490,7 @@ class SceneBatchSampler:
 
 
 def make_loader(
-    dataset: SceneDataset, sampler: SceneBatchSampler, num_workers: int = 0, pin_memory: bool = False
+    dataset: SceneDataset | MixedDataset, sampler: SceneBatchSampler, num_workers: int = 0, pin_memory: bool = False
 ) -> torch.utils.data.DataLoader:
     """A DataLoader over `sampler`'s batches; order is preserved, so results do not depend on `num_workers`."""
     return torch.utils.data.DataLoader(
@@ -462,13 +536,14 @@ SCENE_FIELDS = ("voxels",)
 def check_fields(path: str | os.PathLike, fields: tuple[str, ...], model: str) -> None:
     """Raise `DatasetError` naming the file, each missing field and the fix, if `path` lacks any of `fields`.
 
-    A field counts as present when the file holds the dataset (the `fields` attribute lists what the generator
+    A field counts as present when the file holds the dataset (`mask` also when it holds `instance`, whose
+    non-zero ids are the mask of a rendered file) (the `fields` attribute lists what the generator
     recorded; the datasets themselves are what is read).
     """
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            missing = [name for name in fields if name not in f]
+            missing = [name for name in fields if name not in f and not (name == "mask" and "instance" in f)]
             listed = f.attrs.get("fields")
     except OSError as exc:
         raise _describe(path, exc) from exc
@@ -493,7 +568,7 @@ def _pool_views(name: str, raw: np.ndarray, factor: int) -> np.ndarray:
                     if i or j:
                         total += x[:, i::factor, j::factor]
             x = total * np.float32(1.0 / (factor * factor))
-        if name == "albedo":
+        if name in ("albedo", "mask"):  # sRGB code / coverage 0..255 -> [0, 1]
             x = x / np.float32(255.0)
         elif name == "depth":
             x = x / np.float32(1000.0)  # millimetres -> metres (0 = no hit; block means mix hits and misses)
@@ -596,7 +671,11 @@ class PosedViewDataset(SceneDataset):
             raw = views_of("images")
             out = {"images": torch.from_numpy(np.ascontiguousarray(to_unit_range(raw, self.factor).transpose(0, 3, 1, 2)))}
             for name in self.view_fields:
-                if len(self._shape(name)) <= 3:  # (S, V) angles and radius, (S, V, 3) offsets
+                if name == "mask" and "mask" not in self._h5():
+                    # rendered files carry instance ids (0 = nothing hit), not a coverage mask
+                    out[name] = torch.from_numpy(_pool_views(name, (views_of("instance") > 0) * np.uint8(255),
+                                                             self.factor))
+                elif len(self._shape(name)) <= 3:  # (S, V) angles and radius, (S, V, 3) offsets
                     out[name] = torch.from_numpy(self._scalars(name)[scene][idx].copy())
                 else:
                     out[name] = torch.from_numpy(_pool_views(name, views_of(name), self.factor))

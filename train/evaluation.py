@@ -4,11 +4,14 @@ The protocol belongs to the model's family (`train.families`): GQN draws context
 and reports its prediction modes; ENR renders view `source_view` of each test scene into every other view
 (the original's PSNR protocol); RenderNet renders every held-out view from its voxels, pose and light. The JSON
 always holds `split`, `checkpoint`, `step`, `model`, `seed`, `headline`, `metrics` and `baselines` (each
-{psnr, ssim, mse}: means of per-image values, images in [0, 1]) and `notes` saying what each entry is.
+{psnr, ssim, mse}: means of per-image values, images in [0, 1]) and `notes` saying what each entry is. A run
+started with `fit --init-from` also gets `before_fine_tuning`: the same protocol, scenes, views and noise with
+the weights it started from (e.g. a model pretrained on synthetic scenes, before it saw the real ones).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -67,6 +70,7 @@ def evaluate(
     save_predictions: bool = False,
     out: str | None = None,
     device: str = "auto",
+    compare_init: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint on a held-out split and write `RUN/eval_{split}.json`.
 
@@ -86,6 +90,8 @@ def evaluate(
             row per array, as `RUN/eval_{split}_predictions.png`.
         out: JSON path instead of `RUN/eval_{split}.json`.
         device: "auto", "cpu" or "cuda".
+        compare_init: for a run started with `fit --init-from`, also evaluate that checkpoint on the same items
+            (`before_fine_tuning`: {checkpoint, step, metrics}); skipped with a warning if the file is gone.
     Returns:
         The JSON content.
     """
@@ -101,6 +107,9 @@ def evaluate(
         "split": split, "checkpoint": str(path), "step": int(state["step"]), "model": state["model_name"],
         "seed": seed, "headline": model.predict_modes[0] if model.predict_modes else None, **part,
     }
+    if compare_init and state.get("init_from"):
+        result["before_fine_tuning"] = _evaluate_init(Path(state["init_from"]), state, family, Path(data_dir),
+                                                      options, device)
     destination = Path(out) if out else Path(run_dir) / f"eval_{split}.json"
     _write_json_atomic(destination, result)
     if save_predictions:
@@ -111,6 +120,20 @@ def evaluate(
         _predictions_sheet(arrays, family.sheet_rows, npz.with_suffix(".png"))
     logger.info("wrote %s", destination)
     return result
+
+
+def _evaluate_init(path: Path, state: dict[str, Any], family: Any, data_dir: Path, options: Any,
+                   device: str) -> dict[str, Any] | None:
+    """The fine-tuned run's protocol (its data settings, the same seed) with the weights it started from."""
+    if not path.is_file():
+        logger.warning("%s (the checkpoint this run started from) is gone: no before-fine-tuning figures", path)
+        return None
+    model, init_state, _ = load_trained_model(path.parent, path, device)
+    with torch.no_grad():
+        part, _ = family.evaluate(model, {**init_state, "data": state["data"]}, data_dir,
+                                  dataclasses.replace(options, save_predictions=False))
+    return {"checkpoint": str(path), "step": int(init_state["step"]), "metrics": part["metrics"],
+            "baselines": part["baselines"]}
 
 
 def _predictions_sheet(arrays: dict[str, np.ndarray], sheet_rows: tuple[tuple[str, str], ...], path: Path,

@@ -102,7 +102,11 @@ class GrowingBatchSampler(SceneBatchSampler):
         self._perm = np.concatenate([rng.permutation(self.num_scenes) for _ in range(reps)])
         self.sizes.append((step, self.num_scenes))
 
-    def _scenes(self, step: int) -> np.ndarray:
+    def _global_keys(self, step: int) -> list[tuple[int, int]]:
+        """(source 0, scene) of every position of the global batch of `step` (no mixing: fit refuses it)."""
+        return [(0, int(s)) for s in self._growing_scenes(step)]
+
+    def _growing_scenes(self, step: int) -> np.ndarray:
         if self.epoch < 0 or step - self.epoch_start >= self.steps_per_epoch:
             self._new_epoch(step)
         elif step - self.last_look >= self.every:

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from core.camera import VIEWPOINT_ORDER, blender_to_opencv, direction, look_at
+from core.publish import Staged
+from core.sphere_paths import archimedean_spiral
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +89,7 @@ def make_scene_file(
             images[i, j] = _paint(scene, yaw, pitch, float(np.linalg.norm(pos)), size)
             viewpoints[i, j] = [*pos, np.sin(yaw), np.cos(yaw), np.sin(pitch), np.cos(pitch)]
             xyzyp[i, j] = [*pos, yaw, pitch]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with h5py.File(tmp, "w") as f:
+    with Staged(path) as staged, h5py.File(staged.path, "w") as f:
         f.create_dataset("images", data=images, chunks=(1, num_views, size, size, 3), compression="gzip",
                          compression_opts=1)
         f.create_dataset("viewpoints", data=viewpoints)
@@ -96,9 +98,8 @@ def make_scene_file(
         f.attrs["layout"] = "scene-major"
         f.attrs["format_version"] = 1
         f.attrs["views"] = num_views
-        f.attrs["viewpoint_order"] = "[x, y, z, sin yaw, cos yaw, sin pitch, cos pitch]"
+        f.attrs["viewpoint_order"] = VIEWPOINT_ORDER
         f.attrs["generator"] = "train.toydata (synthetic toy scenes, not a rendering)"
-    os.replace(tmp, path)
     return path
 
 
@@ -125,35 +126,6 @@ OBJECT_FIELDS = ("K", "cam_to_world", "depth", "normal", "albedo", "mask", "azim
                  "light_azimuth", "light_elevation", "voxels")
 _BACKGROUND = 1.0  # plain white background, as ENR's and RenderNet's renders
 _AMBIENT, _DIFFUSE = 0.1, 0.9  # RenderNet's Phong weights (white light)
-
-
-def direction(azimuth_deg: np.ndarray | float, elevation_deg: np.ndarray | float) -> np.ndarray:
-    """Unit vector (..., 3) at `azimuth`, `elevation` degrees, world z up: (cos el cos az, cos el sin az, sin el).
-
-    The one formula for camera positions and light directions in the posed-object files (docs/formats.md §3).
-    """
-    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
-    return np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
-
-
-def look_at(position: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """OpenCV camera-to-world (4, 4): columns x right, y down, z forward, for a camera at `position` looking at
-    `target` with world z up (no roll)."""
-    forward = target - position
-    forward = forward / np.linalg.norm(forward)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right = right / np.linalg.norm(right)
-    down = np.cross(forward, right)
-    m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = right, down, forward, position
-    return m
-
-
-def archimedean_spiral(num_views: int, turns: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
-    """(azimuth, elevation) degrees of `num_views` cameras on an Archimedean spiral over the upper hemisphere
-    (elevation 0 -> ~90 degrees while azimuth makes `turns` turns), like ENR's 251-view test scenes."""
-    t = np.linspace(0.0, 1.0, num_views)
-    return np.mod(360.0 * turns * t, 360.0), 89.0 * t
 
 
 def _object_scene(rng: np.random.Generator) -> list[dict]:
@@ -281,18 +253,18 @@ def make_object_scene_file(
         shapes = _object_scene(rng)
         out["voxels"][i] = _voxelise(shapes, voxel_size)
         if spiral:
-            azimuths, elevations = archimedean_spiral(v)
+            azimuths, elevations = np.degrees(archimedean_spiral(v))
         else:
             azimuths, elevations = rng.uniform(0, 360, v), rng.uniform(-20, 70, v)
         scene_light = (rng.uniform(0, 360), rng.uniform(10, 80))
         for j in range(v):
             light_az, light_el = (rng.uniform(0, 360), rng.uniform(0, 80)) if light_per_view else scene_light
             radius = rng.uniform(*radius_range)
-            pos = radius * direction(azimuths[j], elevations[j])
-            c2w = look_at(pos, np.zeros(3))
-            view = _paint_object(shapes, c2w, focal, size, direction(light_az, light_el))
+            pos = radius * direction(np.radians(azimuths[j]), np.radians(elevations[j]))
+            c2w = blender_to_opencv(look_at(pos, np.zeros(3)))
+            view = _paint_object(shapes, c2w, focal, size, direction(np.radians(light_az), np.radians(light_el)))
             out["images"][i, j], out["albedo"][i, j] = to_u8(view["image"]), to_u8(view["albedo"])
-            out["normal"][i, j], out["mask"][i, j] = view["normal"], view["mask"]
+            out["normal"][i, j], out["mask"][i, j] = view["normal"], view["mask"] * np.uint8(255)
             out["depth"][i, j] = np.round(view["depth"] * 1000).astype(np.uint16)
             d = -pos / radius
             yaw, pitch = float(np.arctan2(d[1], d[0])), float(np.arcsin(d[2]))
@@ -301,8 +273,7 @@ def make_object_scene_file(
             out["K"][i, j], out["cam_to_world"][i, j] = k_matrix, c2w
             out["azimuth"][i, j], out["elevation"][i, j], out["radius"][i, j] = azimuths[j], elevations[j], radius
             out["light_azimuth"][i, j], out["light_elevation"][i, j] = light_az, light_el
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with h5py.File(tmp, "w") as f:
+    with Staged(path) as staged, h5py.File(staged.path, "w") as f:
         for name, data in out.items():
             chunks = (1, *data.shape[1:]) if data.ndim >= 3 else None
             f.create_dataset(name, data=data, chunks=chunks)
@@ -310,12 +281,11 @@ def make_object_scene_file(
         f.attrs["layout"] = "scene-major"
         f.attrs["format_version"] = 1
         f.attrs["views"] = v
-        f.attrs["viewpoint_order"] = "[x, y, z, sin yaw, cos yaw, sin pitch, cos pitch]"
+        f.attrs["viewpoint_order"] = VIEWPOINT_ORDER
         f.attrs["split"] = path.stem.removeprefix("scenes_")
         f.attrs["dataset"] = path.parent.name
         f.attrs["generator"] = "train.toydata.make_object_scene_file (synthetic toy objects, not a rendering)"
         f.attrs["fields"] = json.dumps(list(OBJECT_FIELDS))
-    os.replace(tmp, path)
     return path
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from train import checkpoint as ckpt
 from train import growing
-from train.data import Batch, SceneBatchSampler, make_loader, split_path
+from train.data import Batch, DatasetError, MixedDataset, SceneBatchSampler, make_loader, split_path
 from train.distributed import DistInfo, all_reduce_mean, init_distributed, shutdown
 from train.families import family_for
 from train.losses import linear_anneal
@@ -98,6 +98,7 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self._last_saved = -1
+        self._init_from: str | None = None  # a resumed fine-tuning run keeps the checkpoint it started from
 
     # --- setup ---------------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -113,6 +114,9 @@ class Trainer:
         self.model: SceneModel = model.to(self.device)
         self.optimizer, self.scheduler = make_optimizer(self.model.parameters())
         self.context_range = self.family.context_range(self.dataset, s["min_context"], s["max_context"])
+        self.mix_dataset, self.mix_items = None, 0
+        if s["mix_data"]:
+            self._setup_mixing(model)
 
         existing = ckpt.list_checkpoints(self.run_dir)
         if self.resume and s["init_from"]:
@@ -147,6 +151,32 @@ class Trainer:
                     s["model_name"], n_params, len(self.dataset), self.dataset.num_views, self.dataset.image_size,
                     self.info.rank, self.info.world_size, self.device)
 
+    def _setup_mixing(self, model: SceneModel) -> None:
+        """`fit.mix_data`: the second dataset, its share of every batch, and context counts both allow."""
+        s = self.s
+        if s["grow_every"]:
+            raise ValueError("fit.mix_data and fit.grow_every cannot be combined: a growing dataset is followed alone; "
+                             "mix once the render has finished (fit.grow_every = 0)")
+        if not 0.0 < s["mix_ratio"] < 1.0:
+            raise ValueError(f"fit.mix_ratio = {s['mix_ratio']} must lie strictly between 0 and 1 (the share of each "
+                             "batch taken from fit.mix_data)")
+        self.mix_items = round(s["mix_ratio"] * s["batch_size"])
+        if not 1 <= self.mix_items <= s["batch_size"] - 1:
+            raise ValueError(f"fit.mix_ratio = {s['mix_ratio']} of fit.batch_size = {s['batch_size']} gives "
+                             f"{self.mix_items} mixed items a batch; choose a ratio giving 1 to {s['batch_size'] - 1}")
+        mix_dir = Path(s["mix_data"])
+        if mix_dir.resolve() == self.data_dir.resolve():
+            raise DatasetError(f"fit.mix_data {mix_dir} is the training data itself; mix in another dataset")
+        self.mix_dataset = self.family.make_dataset(split_path(mix_dir, "train"), model)
+        lo, hi = self.context_range
+        mix_lo, mix_hi = self.family.context_range(self.mix_dataset, self.s["min_context"], self.s["max_context"])
+        self.context_range = (max(lo, mix_lo), min(hi, mix_hi))
+        if self.context_range[0] > self.context_range[1]:
+            raise DatasetError(f"{self.mix_dataset.path} ({self.mix_dataset.num_views} views) and {self.dataset.path} "
+                               f"({self.dataset.num_views} views) allow no common number of context views")
+        logger.info("mixing %d of every %d items from %s (%d scenes); context views %s", self.mix_items,
+                    s["batch_size"], self.mix_dataset.path, len(self.mix_dataset), self.context_range)
+
     def _checked_state(self, path: Path) -> dict[str, Any]:
         """A checkpoint of this run's model name with weights of this model's shapes, else `RunFolderError`."""
         state = ckpt.load_checkpoint(path)
@@ -176,6 +206,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = self._last_saved = int(state["step"])
+        self._init_from = state.get("init_from")
         self.model.set_step(self.step)
         ckpt.set_rng_state(state["rng"])
         logger.info("resumed from %s at step %d", path, self.step)
@@ -196,8 +227,9 @@ class Trainer:
         sampler = SceneBatchSampler(
             len(self.dataset), self.dataset.num_views, s["batch_size"], *self.context_range, seed=s["seed"],
             start_step=self.step, max_steps=s["max_steps"], rank=self.info.rank, world_size=self.info.world_size,
+            mix_scenes=len(self.mix_dataset) if self.mix_dataset is not None else 0, mix_items=self.mix_items,
         )
-        data = self.dataset
+        data = self.dataset if self.mix_dataset is None else MixedDataset(self.dataset, self.mix_dataset)
         if s["grow_every"]:  # a dataset still rendering: follow it as it grows (train/growing.py)
             sampler, data = growing.follow(self.dataset, sampler, s["grow_every"])
         self.sampler = sampler
@@ -327,9 +359,22 @@ class Trainer:
             "rng": ckpt.rng_state(),
             "sampler": self.sampler.state_dict(),
             "data": {"dir": str(self.data_dir.resolve()),
-                     **self.family.data_state(self.dataset, self.context_range)},
+                     **self.family.data_state(self.dataset, self.context_range), **self._mix_state()},
+            **self._init_state(),
             "config": gin.operative_config_str(),
         }, keep=self.s["keep_checkpoints"])
+
+    def _mix_state(self) -> dict[str, Any]:
+        """`data.mix` of a checkpoint, only in runs that mix (checkpoints of other runs keep their old keys)."""
+        if self.mix_dataset is None:
+            return {}
+        return {"mix": {"dir": str(Path(self.s["mix_data"]).resolve()), "ratio": self.s["mix_ratio"],
+                        "items": self.mix_items}}
+
+    def _init_state(self) -> dict[str, Any]:
+        """`init_from` of a checkpoint, only in runs started with --init-from (kept through their resumes)."""
+        start = str(Path(self.s["init_from"]).resolve()) if self.s["init_from"] else self._init_from
+        return {"init_from": start} if start else {}
 
 
 @gin.configurable(denylist=["data_dir", "run_dir", "resume"])
@@ -356,6 +401,8 @@ def fit(
     progress: bool = True,
     init_from: str | None = None,
     grow_every: int = 0,
+    mix_data: str | None = None,
+    mix_ratio: float = 0.25,
 ) -> dict[str, Any]:
     """Train a model on `DATA_DIR/scenes_train.h5`, writing into `run_dir`.
 
@@ -381,7 +428,13 @@ def fit(
         device: "auto" (cuda if available), "cpu" or "cuda".
         progress: show a tqdm progress bar.
         init_from: a checkpoint whose weights start this run (same model name and sizes); unlike `resume`
-            the optimiser, learning-rate schedule and step count start afresh (`fit --init-from`).
+            the optimiser, learning-rate schedule and step count start afresh (`fit --init-from`); `evaluate`
+            then also reports that checkpoint on the same scenes ("before fine-tuning").
+        mix_data: a second dataset folder (its `scenes_train.h5`) mixed into every batch, e.g. the synthetic scenes
+            a model was pretrained on while it fine-tunes on real captures (`fit --mix`); None: no mixing. Its
+            images must pool to the same `SceneDataset.image_size`; context counts are capped by both view counts.
+        mix_ratio: share of every global batch taken from `mix_data` (round(mix_ratio * batch_size) items, at
+            positions drawn from (seed, step); strictly between 0 and 1).
         grow_every: train on a dataset that is still rendering (distributed_render.py keeps its split files up to
             date): look for more scenes every this many steps and at each epoch's end (0: the file is fixed).
     Returns:

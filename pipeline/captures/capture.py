@@ -190,7 +190,7 @@ def read_pose_file(path: Path) -> tuple[dict[str, _Pose], dict[str, Any]]:
             raise CaptureError(f"{path}: not valid JSON ({err}); fix the file (docs/captures.md shows the format)") from None
         if not isinstance(data, dict) or not isinstance(data.get("views"), list):
             raise CaptureError(f"{path}: expected an object with a \"views\" list (docs/captures.md)")
-        for key in ("K", "fov_deg"):
+        for key in ("K", "fov_deg", "split"):
             if key in data:
                 settings[key] = data[key]
         for i, entry in enumerate(data["views"]):
@@ -243,6 +243,11 @@ def _plan_scene(folder: Path, index: int, split: str, fov_deg: float | None) -> 
     if pose_path is None:
         raise CaptureError(f"{folder}: no poses.json or poses.csv; add one listing a pose per photo (docs/captures.md)")
     poses, settings = read_pose_file(pose_path)
+    if "split" in settings:  # the scene's own declaration (e.g. held-out real scenes) wins over --split and the rule
+        if settings["split"] not in SPLITS:
+            raise CaptureError(f"{pose_path}: \"split\" is {settings['split']!r}; use one of {list(SPLITS)} or leave "
+                               "it out (then --split or the index % 12 rule decides)")
+        split = settings["split"]
     photos = list_photos(folder)
     names = {p.name for p in photos}
     missing = sorted(set(poses) - names)
@@ -284,6 +289,7 @@ def plan_capture(src: str | Path, framing: Framing | None = None, size: int = 64
         size: see `framing`.
         fov_deg: horizontal field of view for photos whose pose file gives no intrinsics.
         split: put every scene in this split; None: the project's rule (index % 12: 0-9 train, 10 val, 11 test).
+            A poses.json with a `"split"` entry puts its scene there whatever this says.
 
     Raises:
         CaptureError: naming the file and the fix.

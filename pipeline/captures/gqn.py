@@ -12,7 +12,7 @@ How a run goes (`import_gqn`):
    convert (view count, cameras, image size): a file of another dataset fails before anything is written.
 2. Convert each pending file in a worker process into its own part, `NAME/.gqn-parts/SPLIT/NNNN-of-MMMM/`,
    published atomically by `pipeline.captures.writer` with the file's size and record count as attributes. Memory
-   stays flat: records stream through one buffer of at most `writer.FLUSH_ROWS` scenes.
+   stays flat: records are decoded CAMERA_BLOCK ahead and each scene's image chunk is stored as it comes.
 3. Concatenate the parts (image chunks copied without decoding) and the rows of files an earlier run already
    put into the final files into new `scenes_{train,val,test}.h5`, published together; each lists its sources
    (file, bytes, scenes, rows) in its `source_files` attribute. Then `import.json` (a report for people) and
@@ -54,7 +54,14 @@ from tfrecord.reader import tfrecord_iterator
 from tqdm import tqdm
 
 from core import publish
-from pipeline.captures.scene import CaptureError, SceneArrays, assumed_intrinsics, scene_from_xyzyp
+from core.lock import LOCK_NAME
+from pipeline.captures.scene import (
+    CaptureError,
+    SceneArrays,
+    assumed_intrinsics,
+    cameras_from_xyzyp,
+    viewpoints_from_xyzyp,
+)
 from pipeline.captures.writer import SceneFiles, scene_file
 from pipeline.formats import hdf5 as h5_out
 
@@ -206,13 +213,35 @@ def iter_records(path: Path) -> Iterator[memoryview]:
         raise CaptureError(f"{path}: corrupt (a record length larger than memory); {fix}") from None
 
 
+#: Records whose cameras are turned into viewpoints and matrices in one vectorised call (per scene, the numpy
+#: calls' overhead cost more than the arithmetic).
+CAMERA_BLOCK = 64
+
+
 def read_file(source: SourceFile, spec: GqnDataset, K: np.ndarray) -> Iterator[SceneArrays]:
-    """The scenes of one TFRecord file, one at a time, in record order."""
+    """The scenes of one TFRecord file, one at a time, in record order (decoded CAMERA_BLOCK records ahead)."""
+    K_views = np.ascontiguousarray(np.broadcast_to(np.asarray(K, np.float32), (spec.views, 3, 3)))
+    block: list[tuple[int, np.ndarray, np.ndarray]] = []
+
+    def scenes() -> Iterator[SceneArrays]:
+        xyzyp = np.stack([cameras for _, _, cameras in block])  # (n, V, 5)
+        flat = xyzyp.reshape(-1, 5)
+        viewpoints = viewpoints_from_xyzyp(flat).reshape(len(block), spec.views, 7)
+        c2w = cameras_from_xyzyp(flat).reshape(len(block), spec.views, 4, 4)
+        xyzyp32 = xyzyp.astype(np.float32)
+        for i, (r, images, _) in enumerate(block):
+            yield SceneArrays(source.number * FILE_STRIDE + r, images, viewpoints[i], xyzyp32[i], K_views, c2w[i])
+        block.clear()
+
     for r, raw in enumerate(iter_records(source.path)):
         if r >= FILE_STRIDE:
             raise CaptureError(f"{source.path}: more than {FILE_STRIDE} records; not a gqn-datasets file")
         images, cameras = _decode_record(raw, spec, f"{source.path} record {r}")
-        yield scene_from_xyzyp(source.number * FILE_STRIDE + r, images, cameras, K)
+        block.append((r, images, cameras))
+        if len(block) == CAMERA_BLOCK:
+            yield from scenes()
+    if block:
+        yield from scenes()
 
 
 def check_first_record(source: SourceFile, spec: GqnDataset) -> None:
@@ -365,7 +394,33 @@ def import_gqn(src: str | Path, dataset_dir: str | Path, dataset: str, jobs: int
     spec = dataset_spec(dataset)
     dataset_dir = Path(dataset_dir)
     sources = list_sources(src, dataset)
+    created = not dataset_dir.exists()
     dataset_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _import_locked(sources, dataset_dir, dataset, spec, jobs, progress, keep_parts, started)
+    except BaseException:
+        _tidy_after_failure(dataset_dir, created)
+        raise
+
+
+def _tidy_after_failure(dataset_dir: Path, created: bool) -> None:
+    """After a failed import: empty part folders go; so does a dataset folder this run created, unless it holds
+    finished parts (kept so that the rerun after the fix does not convert their files again)."""
+    parts = dataset_dir / PARTS
+    if parts.is_dir():
+        for folder in sorted((p for p in parts.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        if not any(parts.iterdir()):
+            parts.rmdir()
+    kept = [p for p in dataset_dir.iterdir() if p.name != LOCK_NAME] if dataset_dir.is_dir() else []
+    if created and not kept:
+        shutil.rmtree(dataset_dir, ignore_errors=True)
+
+
+def _import_locked(sources: list[SourceFile], dataset_dir: Path, dataset: str, spec: GqnDataset, jobs: int | None,
+                   progress: bool, keep_parts: bool, started: float) -> GqnImportResult:
+    """`import_gqn` once the folder exists: holds its lock, converts what is pending, assembles."""
     with h5_out.dataset_lock(dataset_dir):
         before = _previous_rows(dataset_dir, dataset)
         for key, entry in before.items():

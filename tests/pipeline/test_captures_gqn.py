@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -291,3 +292,46 @@ def test_scene_counts_are_checked_per_file(tmp_path: Path) -> None:
     assert [e["scenes"] for e in report["files"]] == [5, 5, 2]
     assert report["count_warnings"] == ["train/0003-of-2160.tfrecord holds 2 scenes where 2 other train files hold 5: "
                                         "if it was cut short, download it again"]
+
+
+def _bad_sources(root: Path, case: str) -> str:
+    """Writes a source folder with one kind of bad input; returns the words its one error line must hold."""
+    rng = np.random.default_rng(2)
+    good = [random_scene(rng, SPEC.views, SPEC.size) for _ in range(3)]
+    path = root / "train" / "0001-of-2160.tfrecord"
+    if case == "truncated":
+        write_gqn_file(path, good)
+        path.write_bytes(path.read_bytes()[:-50])
+        return r"0001-of-2160\.tfrecord: truncated .*download it again"
+    if case == "wrong record mid-file":
+        write_gqn_file(path, [*good, random_scene(rng, 15, 64)])
+        return r"0001-of-2160\.tfrecord record 3: 15 frames .*pass its --dataset"
+    if case == "wrong image size":
+        write_gqn_file(path, [random_scene(rng, 10, 128)])
+        return r"0001-of-2160\.tfrecord record 0: frame 0 is 128x128.*pass its --dataset"
+    if case == "wrong file count":
+        write_gqn_file(root / "train" / "0001-of-0900.tfrecord", good)
+        return r"0001-of-0900\.tfrecord: rooms_ring_camera has 2160 train files.*pass its --dataset or move it out"
+    if case == "not a record":
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"\x05" * 30)
+        return r"0001-of-2160\.tfrecord: .*download it again"
+    raise ValueError(case)
+
+
+@pytest.mark.parametrize("case", ["truncated", "wrong record mid-file", "wrong image size", "wrong file count",
+                                  "not a record"])
+def test_bad_input_gives_one_message_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture, case: str) -> None:
+    """Each bad input through the command line: exit 1, one error line naming the file and the fix, and no
+    DATA_DIR/NAME left behind (not even an empty folder or its lock)."""
+    words = _bad_sources(tmp_path / "src", case)
+    monkeypatch.setattr(paths, "DATA_DIR", tmp_path / "data")
+    with caplog.at_level("ERROR"):
+        code = cli.main(["import-gqn", str(tmp_path / "src"), "-d", "rooms", "--dataset", "rooms_ring_camera",
+                         "--no-progress", "-j", "1"])
+    assert code == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and len(errors[0].splitlines()) == 1, errors
+    assert re.search(words, errors[0]), errors[0]
+    assert not (tmp_path / "data" / "rooms").exists()

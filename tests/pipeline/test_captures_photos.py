@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -289,3 +290,53 @@ def test_fruit_table_that_does_not_match_the_folders(tmp_path: Path, chessboard:
     (src / "Scene300").mkdir()
     with pytest.raises(CaptureError, match=r"Scene300: the fruit captures number their scenes 1-235; rename"):
         fruit.plan_fruit(src)
+
+
+def _break(src: Path, chessboard: dict[str, dict], case: str) -> tuple[str, list[str]]:
+    """Lays out a capture or fruit folder with one kind of bad input; (the words of its one error line, argv)."""
+    if case.startswith("fruit"):
+        n = {"fruit missing photo": 11, "fruit extra photo": 13}.get(case, 12)
+        fruit_src = _fruit_src(src, chessboard, n)
+        bad = fruit_src / "Scene3" / "05.jpg"
+        if case == "fruit unreadable photo":
+            bad.write_bytes(b"not a jpeg")
+        elif case == "fruit truncated photo":
+            bad.write_bytes(bad.read_bytes()[:3000])
+        words = {"fruit missing photo": r"Scene3: 11 photos.*add the missing photo",
+                 "fruit extra photo": r"Scene3: 13 photos.*move the extra photos out",
+                 "fruit unreadable photo": r"Scene3/05\.jpg: cannot read it as an image.*replace it",
+                 "fruit truncated photo": r"Scene3/05\.jpg: cannot read it as an image.*replace it",
+                 "fruit wrong table": r"no Scene\{k\} folder with k in 130-235.*pass --table 12"}[case]
+        return words, ["import-fruit", str(fruit_src), "-d", "out", *(["--table", "8"] if "table" in case else [])]
+    caps = layout_capture(src / "caps", chessboard, "json")
+    poses = caps / "left" / "poses.json"
+    if case == "capture photo without pose":
+        shutil.copy(chessboard["left02.jpg"]["path"], caps / "left" / "extra.jpg")
+        words = r"1 photo\(s\) without a pose in poses\.json: \['extra\.jpg'\].*add their poses or move them out"
+    elif case == "capture pose without photo":
+        (caps / "left" / "left05.jpg").unlink()
+        words = r"poses\.json lists 1 photo\(s\) missing from .*left.*add the photos or delete their entries"
+    elif case == "capture bad split":
+        data = json.loads(poses.read_text())
+        poses.write_text(json.dumps({**data, "split": "holdout"}))
+        words = r"left/poses\.json: \"split\" is 'holdout'; use one of"
+    else:
+        raise ValueError(case)
+    return words, ["import-capture", str(caps), "-d", "out"]
+
+
+@pytest.mark.parametrize("case", ["fruit missing photo", "fruit extra photo", "fruit unreadable photo",
+                                  "fruit truncated photo", "fruit wrong table", "capture photo without pose",
+                                  "capture pose without photo", "capture bad split"])
+def test_bad_input_gives_one_message_and_leaves_nothing(tmp_path: Path, chessboard: dict[str, dict],
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture, case: str) -> None:
+    """Through the command line: exit 1, one error line naming the file and the fix, no DATA_DIR/NAME left."""
+    words, argv = _break(tmp_path, chessboard, case)
+    monkeypatch.setattr(paths, "DATA_DIR", tmp_path / "data")
+    with caplog.at_level("ERROR"):
+        assert cli.main(argv) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and len(errors[0].splitlines()) == 1, errors
+    assert re.search(words, errors[0]), errors[0]
+    assert not (tmp_path / "data" / "out").exists()

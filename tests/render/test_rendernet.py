@@ -28,6 +28,8 @@ from tests.render.helpers import load_sample, run_render, sample_dirs
 MIN_IOU = 0.7
 #: Share of the mask's pixels the voxels cover (measured 1.0: the solid grid contains the surface).
 MIN_COVER = 0.99
+#: Median share over views of the object's pixels whose world normal faces the camera.
+MIN_FACING = 0.9
 
 
 @pytest.fixture(autouse=True)
@@ -108,6 +110,16 @@ def _silhouette(grid: np.ndarray, K: np.ndarray, c2w_opencv: np.ndarray, size: i
     return hit.reshape(size, size)
 
 
+def _facing(normal: np.ndarray, mask: np.ndarray, K: np.ndarray, c2w_opencv: np.ndarray) -> float:
+    """Share of the object's pixels whose stored normal, read as a world-frame vector, faces the camera (n . ray < 0
+    with the pixel's world ray): ~1 for world normals; normals in the camera's frame would face it only where that
+    frame happens to agree with the world's."""
+    v, u = np.nonzero(mask)
+    rays = np.stack([u + 0.5, v + 0.5, np.ones_like(u, dtype=float)], axis=-1) @ np.linalg.inv(K).T
+    rays = rays @ c2w_opencv[:3, :3].T
+    return float(np.mean(np.einsum("pk,pk->p", normal[v, u], rays) < 0))
+
+
 def _erode(mask: np.ndarray) -> np.ndarray:
     inner = mask.copy()
     inner[1:] &= mask[:-1]
@@ -131,7 +143,7 @@ def test_rendered_sample_pairs_voxels_albedo_and_poses(tmp_path: Path, source: s
     gin.parse_config_files_and_bindings([str(Path("config/rendernet.gin"))],
                                         [p for p in params[1::2] if p.startswith("rendernet_object")],
                                         skip_unknown=False)
-    ious = []
+    ious, facing, facing_if_camera = [], [], []
     for index, folder in enumerate(sample_dirs(dataset)):
         sidecar, views = load_sample(folder)
         entry = sidecar["arrays"]["voxels"]
@@ -158,6 +170,11 @@ def test_rendered_sample_pairs_voxels_albedo_and_poses(tmp_path: Path, source: s
             np.testing.assert_allclose(np.median(albedo[inner], axis=0), color, atol=0.01)
             assert np.abs(albedo[inner] - color).max(axis=1).mean() < 0.02
             assert not albedo[channels["depth"] == np.inf].any()
+            # normals are world-frame (docs/formats.md §7): they face each view's camera along its world rays
+            normal = np.stack([channels[f"normal.{c}"] for c in "XYZ"], axis=-1)
+            facing.append(_facing(normal, mask, K, c2w))
+            in_camera_frame = normal @ c2w[:3, :3]  # the same vectors read as world vectors of the camera frame
+            facing_if_camera.append(_facing(in_camera_frame, mask, K, c2w))
             # records rebuild the stored pose and light
             rec = record["records"]
             centre = on_sphere(np.zeros(3), rec["radius"], math.radians(rec["azimuth"]), math.radians(rec["elevation"]))
@@ -167,7 +184,57 @@ def test_rendered_sample_pairs_voxels_albedo_and_poses(tmp_path: Path, source: s
             sun = on_sphere(np.zeros(3), 5.0, math.radians(rec["light_azimuth"]), math.radians(rec["light_elevation"]))
             np.testing.assert_allclose(record["light"]["location"], sun, atol=1e-6)
     print("IoU per view", np.round(ious, 3).tolist())
+    print("normals facing the camera per view", np.round(facing, 3).tolist(), np.round(facing_if_camera, 3).tolist())
     assert len(ious) == 12
+    # world normals face the camera (open chairs show some back faces, whose normals point away)
+    assert np.median(facing) > MIN_FACING and min(facing) > 0.6
+    # the test tells the frames apart: read as camera-frame vectors, facing normals point the camera's way only from
+    # below (n_cam . ray_world ~ sin(elevation) at the image centre), so views from above fail
+    assert min(facing_if_camera) < 0.6
 
 
 
+
+
+def _index_with_a_broken_chair(cache: Path) -> Path:
+    """CACHE_DIR holding an index of source folder-bad: a mesh that cannot be voxelised (three equal vertices) and
+    one real chair."""
+    from core import asset_index
+
+    chair = load_index().mesh("sweethome3d/BlendSwap-CC-0/chair")
+    broken = cache / "broken" / "a_broken.obj"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("v 0 0 0\nv 0 0 0\nv 0 0 0\nf 1 2 3\n")
+    meshes = [asset_index.MeshAsset(id="folder-bad/a_broken", source="folder-bad", class_name="chair",
+                                    raw_category="bad", name="broken", path=broken, format="obj", licence="CC0-1.0"),
+              asset_index.MeshAsset(id="folder-bad/b_chair", source="folder-bad", class_name="chair",
+                                    raw_category="bad", name=chair.name, path=chair.path, format=chair.format,
+                                    licence=chair.licence)]
+    (cache / asset_index.INDEX_NAME).write_text(json.dumps(
+        {"format_version": asset_index.FORMAT_VERSION, "meshes": [m.to_json() for m in meshes]}))
+    return broken
+
+
+@pytest.mark.blender
+def test_a_mesh_that_fails_to_voxelise_is_skipped_or_fails_the_run(tmp_path: Path):
+    pytest.importorskip("bpy")
+    cache = tmp_path / "cache"
+    broken = _index_with_a_broken_chair(cache)
+    args = ["-g", "rendernet", "-p", "rendering.resolution = 16", "-p", "rendering.render_samples = 1",
+            "-p", "rendering.denoise = 'none'", "-p", "rendernet_object.num_views = 1",
+            "-p", "rendernet_object.source = 'folder-bad'"]
+    env = {"CACHE_DIR": str(cache)}
+    proc = run_render(tmp_path, "skip", *args, "--count", "4", env=env)
+    assert f"skipping mesh {broken}" in proc.stderr  # reported with its path, another mesh drawn
+    sources = {load_sample(s)[0]["arrays"]["voxels"]["source"] for s in sample_dirs(tmp_path / "skip")}
+    assert len(sample_dirs(tmp_path / "skip")) == 4 and str(broken) not in sources
+
+    proc = run_render(tmp_path, "fail", *args, "-p", "rendernet_object.on_bad_mesh = 'fail'", "--count", "4",
+                      env=env, check=False)
+    assert proc.returncode != 0 and str(broken) in proc.stderr
+    published = sample_dirs(tmp_path / "fail") if (tmp_path / "fail" / "samples").exists() else []
+    # the samples before the first draw of the broken mesh are whole; none holds it, none is half written
+    assert len(published) < 4
+    for folder in published:
+        sidecar = load_sample(folder)[0]
+        assert sidecar["arrays"]["voxels"]["source"] != str(broken) and (folder / "voxels.binvox").is_file()

@@ -144,7 +144,7 @@ def test_posed_views_match_the_file_pooled(tmp_path: Path):
         az, vox = f["azimuth"][1][[4, 1]], f["voxels"][1].astype(np.float64)
     pool = lambda x: x.reshape(2, 8, 2, 8, 2, *x.shape[3:]).mean(axis=(2, 4))  # noqa: E731
     np.testing.assert_allclose(item["images"].permute(0, 2, 3, 1).numpy(), pool(images), atol=1e-6)
-    np.testing.assert_allclose(item["mask"][:, 0].numpy(), pool(mask.astype(np.float64)), atol=1e-6)
+    np.testing.assert_allclose(item["mask"][:, 0].numpy(), pool(mask.astype(np.float64) / 255.0), atol=1e-6)
     n = pool(normal)
     length = np.linalg.norm(n, axis=-1, keepdims=True)
     n = np.where(length > 1e-6, n / np.maximum(length, 1e-6), 0)

@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
+from core.camera import direction
 from train.cli import main
 from train.data import DatasetError, ItemKey, PosedViewDataset
 from train.models import build_model
 from train.rotation import camera_rotation, relative_rotation, rotate_scene, rotation_y, world_to_frame
-from train.toydata import direction
 
 from .conftest import TINY_ENR_GIN
 
@@ -36,7 +36,7 @@ def test_camera_rotation_is_the_originals_convention():
     g = np.random.default_rng(0)
     az, el = g.uniform(0, 360, 20), g.uniform(-80, 80, 20)
     cams = camera_rotation(torch.from_numpy(az), torch.from_numpy(el))[:, :, 0]
-    torch.testing.assert_close(cams, world_to_frame(torch.from_numpy(direction(az, el))))
+    torch.testing.assert_close(cams, world_to_frame(torch.from_numpy(direction(np.radians(az), np.radians(el)))))
     # source -> target = R_t R_s^T: at equal elevation a turn about the vertical by the azimuth difference
     rel = relative_rotation(_deg(30.0), _deg(25.0), _deg(100.0), _deg(25.0))
     torch.testing.assert_close(rel, rotation_y(_deg(-70.0)))

@@ -106,3 +106,19 @@ def test_rendernet_evaluate_and_render_rotate(trained_rendernet: Path, object_da
             gif.seek(i)
             frames.append(np.asarray(gif.convert("RGB"), dtype=np.float64))
     assert np.abs(frames[0] - frames[3]).mean() > 1.0  # the object turned between frames
+
+
+@pytest.mark.parametrize(("binding", "named"), [("RenderNet.fov_deg = 25.0", "RenderNet.fov_deg = 15.00"),
+                                                ("RenderNet.background = 0.349", "RenderNet.background = 1.000")])
+def test_camera_or_background_unlike_the_data_is_refused(object_data: Path, tmp_path: Path, binding: str,
+                                                          named: str, capsys: pytest.CaptureFixture):
+    """A model whose field of view or background differs from the renders could never fit them: fit refuses
+    the data with one line naming the binding that matches them, and leaves no checkpoint."""
+    gin_file = tmp_path / "tiny.gin"
+    gin_file.write_text(TINY_RENDERNET_GIN + binding + "\n")
+    run = tmp_path / "run"
+    assert main(["fit", "--data", str(object_data), "--run", str(run), "-g", str(gin_file),
+                 "-p", "fit.max_steps = 1"]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "scenes_train.h5" in err, err
+    assert not list(run.glob("checkpoints/*"))

@@ -25,8 +25,37 @@ logger = logging.getLogger(__name__)
 
 
 def _dataset(path: Path, model: SceneModel, image_size: int | None = None) -> PosedViewDataset:
-    return PosedViewDataset(path, image_size or model.config["image_size"], model.fields(), "RenderNet",
-                            voxel_size=model.config["voxel_size"])
+    dataset = PosedViewDataset(path, image_size or model.config["image_size"], model.fields(), "RenderNet",
+                               voxel_size=model.config["voxel_size"])
+    check_camera_and_background(dataset, model)
+    return dataset
+
+
+def check_camera_and_background(dataset: PosedViewDataset, model: SceneModel, fov_tol_deg: float = 0.5,
+                                background_tol: float = 0.05) -> None:
+    """Refuse data whose camera or background the model would not reproduce, naming the binding to change.
+
+    The posed grid spans the camera's frustum (`RenderNet.fov_deg`) and Phong mode paints `RenderNet.background`
+    where the mask is empty; a mismatch with the renders cannot be learnt away (it showed as an image loss that
+    grows while the normal and mask losses fall).
+    """
+    with h5py.File(dataset.path, "r") as f:
+        if "K" in f and len(f["K"]):
+            fx, width = float(f["K"][0, 0, 0, 0]), f["images"].shape[3]
+            fov = float(np.degrees(2.0 * np.arctan(width / (2.0 * fx))))
+            if abs(fov - model.fov_deg) > fov_tol_deg:
+                raise DatasetError(f"{dataset.path}: the cameras have a {fov:.2f} degree field of view but "
+                                   f"RenderNet.fov_deg = {model.fov_deg:g}; bind RenderNet.fov_deg = {fov:.2f}")
+    if model.shading != "phong" or not len(dataset):
+        return
+    view = dataset.read_views(0, np.array([0]))
+    empty = view["mask"][0, 0] < 0.01
+    if empty.any():
+        grey = float(view["images"][0][:, empty].mean())
+        if abs(grey - model.background) > background_tol:
+            raise DatasetError(f"{dataset.path}: the background of the renders is grey level {grey:.3f} but "
+                               f"RenderNet.background = {model.background:g}; bind RenderNet.background = "
+                               f"{grey:.3f}")
 
 
 def view_batch(dataset: PosedViewDataset, scene: int, views: np.ndarray) -> dict[str, torch.Tensor]:
