@@ -16,7 +16,6 @@ the same samples (:func:`pipeline.layouts.consolidate.generation_digest`), so re
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -166,24 +165,6 @@ def publish_virtual(dataset_dir: str | Path, rows: Sequence[dict[str, Any]]) -> 
     return totals
 
 
-def is_virtual(path: str | Path) -> bool:
-    """Whether the split file at `path` is the farm's virtual file (its `images`/`png_images` are virtual)."""
-    with h5py.File(path, "r") as fh:
-        name = "images" if "images" in fh else "png_images"
-        return bool(fh[name].is_virtual)
-
-
 def manifest_rows(manifest_lines: Sequence[Any]) -> list[dict[str, Any]]:
     """The rows records of manifest entries (objects with `.shard` and `.rows`), in shard order, those with rows."""
     return [entry.rows for entry in sorted(manifest_lines, key=lambda e: e.shard) if entry.rows]
-
-
-def rows_bytes(dataset_dir: str | Path, rows: Sequence[dict[str, Any]]) -> int:
-    """Bytes of the listed shard files (what the virtual files point at)."""
-    return int(np.sum([(Path(dataset_dir) / info["file"]).stat().st_size for info in rows]))
-
-
-def load_rows_report(dataset_dir: str | Path) -> dict[str, Any]:
-    """``consolidation.json`` of a dataset, parsed ({} when absent)."""
-    path = Path(dataset_dir) / "consolidation.json"
-    return json.loads(path.read_text()) if path.exists() else {}
