@@ -1,5 +1,6 @@
 """Helpers shared by the distributed rendering tests (tests/pipeline/test_distributed*.py)."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -73,3 +74,18 @@ def assert_exactly(dataset_dir: Path, num_samples: int, shard_size: int) -> list
     for r in records:
         assert r["config_hash"] == info["config_hash"] and r["seed"] == info["seed"] and r["threads"] == 1
     return records
+
+
+@contextlib.contextmanager
+def embedded_ray():
+    """One embedded Ray with 2 CPUs for a test module; yields its address, which drivers in other processes join."""
+    import pytest
+    import ray
+
+    if ray.is_initialized():
+        pytest.skip("Ray is already initialised in this process by another test module")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

@@ -30,34 +30,19 @@ import pytest
 from pipeline.captures.capture import import_plan, plan_capture
 from pipeline.layouts.consolidate import consolidate
 from tests.pipeline.captures_helpers import board_pose, calibrate, find_corners, opencv_doc_data
+from tests.train.conftest import TINY_GIN
 from train.cli import main as train_main
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = 16
 ROOM_VIEWS = 5
 TEST_PAIRS = 4
-#: A GQN small enough to pretrain in seconds on 2 cores (the tiny trainer tests' sizes).
-GIN = f"""
-SceneDataset.image_size = {SIZE}
-GQN.image_size = {SIZE}
-GQN.r_channels = 16
-GQN.h_channels = 16
-GQN.z_channels = 2
-GQN.canvas_channels = 16
-GQN.steps = 2
-GQN.sigma_initial = 0.7
-GQN.sigma_final = 0.7
-GQN.sigma_anneal_steps = 0
-make_optimizer.lr_initial = 3e-3
-make_optimizer.lr_final = 3e-3
+#: The tiny trainer tests' GQN (16 px, L = 2) at batch 8, logging every 10 steps, no checkpoints between (later
+#: bindings win).
+GIN = TINY_GIN + """
 fit.batch_size = 8
-fit.min_context = 1
-fit.max_context = 3
 fit.log_every = 10
-fit.image_every = 0
 fit.checkpoint_every = 0
-fit.progress = False
-fit.device = 'cpu'
 fit.seed = 0
 """
 PRETRAIN_STEPS = 300

@@ -9,6 +9,7 @@ import pytest
 from tests.pipeline.distributed_testlib import (
     TINY,
     assert_exactly,
+    embedded_ray,
     file_bytes,
     manifest_records,
     mtimes,
@@ -27,11 +28,8 @@ N = 10
 @pytest.fixture(scope="module")
 def ray_address():
     """One embedded Ray with 2 CPUs for the whole module; drivers in other processes join it by address."""
-    if ray.is_initialized():
-        pytest.skip("Ray is already initialised in this process by another test module")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    with embedded_ray() as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

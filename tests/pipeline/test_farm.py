@@ -9,7 +9,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from tests.pipeline.distributed_testlib import TINY, assert_exactly, run_main
+from tests.pipeline.distributed_testlib import TINY, assert_exactly, embedded_ray, run_main
 from tests.pipeline.farm_testlib import assert_same_split_files, classic_copy, is_virtual
 
 pytest.importorskip("bpy")
@@ -21,11 +21,8 @@ N = 14
 
 @pytest.fixture(scope="module")
 def ray_session():
-    if ray.is_initialized():
-        pytest.skip("Ray is already initialised in this process by another test module")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with embedded_ray():
+        yield
 
 
 def test_killed_workers_leave_virtual_files_equal_to_a_classic_consolidation(ray_session, tmp_path, monkeypatch,
