@@ -197,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    previous_threads = torch.get_num_threads()  # restored on return, for callers of main() in-process (tests)
     torch.set_num_threads(pick_threads(args.threads))
     try:
         return _run(args)
@@ -214,3 +215,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; a checkpoint of the last finished step was saved", file=sys.stderr)
         return 130
+    finally:
+        torch.set_num_threads(previous_threads)

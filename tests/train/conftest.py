@@ -86,7 +86,11 @@ def one_thread():
     any function-scoped fixture): 2 threads on 2 cores busy with other work ran one fixture 10x slower."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    # `--threads 0` (the CLI default) would sample idle cores for 0.3 s at each of ~100 in-process main() calls
+    # and could pick 2 threads; tests/train/test_threads.py tests that choice itself.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("train.threads.free_cores", lambda seconds=0.0: 1.0)
+        yield
     torch.set_num_threads(threads)
 
 
