@@ -97,9 +97,9 @@ class GrowingBatchSampler(SceneBatchSampler):
         self.epoch_start = step
         self.num_scenes = self.source.refresh()
         self.steps_per_epoch = max(1, self.num_scenes // self.global_batch)
-        rng = np.random.default_rng([self.seed, 0, self.epoch, self.num_scenes])
-        reps = -(-self.global_batch // self.num_scenes)  # fewer scenes than a batch: tile permutations
-        self._perm = np.concatenate([rng.permutation(self.num_scenes) for _ in range(reps)])
+        # the base sampler's epoch permutation (tiled when there are fewer scenes than a batch); epochs of a growing
+        # dataset are counted here, so each has its own
+        self._perm = self._permutation(0, self.epoch, self.num_scenes, self.global_batch)
         self.sizes.append((step, self.num_scenes))
 
     def _global_keys(self, step: int) -> list[tuple[int, int]]:
