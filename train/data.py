@@ -617,6 +617,9 @@ class PosedViewDataset(SceneDataset):
         check_fields(self.path, fields, model)
         self.view_fields = tuple(f for f in fields if f in VIEW_FIELDS)
         self.scene_fields = tuple(f for f in fields if f in SCENE_FIELDS)
+        # decided once: a name lookup in the file costs more than a view's read (see `_dset`)
+        with h5py.File(self.path, "r") as f:
+            self.mask_from_instance = "mask" in fields and "mask" not in f
         self.voxel_size = voxel_size
         self.grid_cache_size = grid_cache_size
 
@@ -671,7 +674,7 @@ class PosedViewDataset(SceneDataset):
             raw = views_of("images")
             out = {"images": torch.from_numpy(np.ascontiguousarray(to_unit_range(raw, self.factor).transpose(0, 3, 1, 2)))}
             for name in self.view_fields:
-                if name == "mask" and "mask" not in self._h5():
+                if name == "mask" and self.mask_from_instance:
                     # rendered files carry instance ids (0 = nothing hit), not a coverage mask
                     out[name] = torch.from_numpy(_pool_views(name, (views_of("instance") > 0) * np.uint8(255),
                                                              self.factor))
