@@ -427,7 +427,6 @@ class SceneBatchSampler:
                              "need at least one mixed scene and 1 <= mixed items <= batch - 1 (fit.mix_ratio)")
         self.mix_scenes, self.mix_items = (mix_scenes, mix_items) if mix_items else (0, 0)
         self.main_items = global_batch - self.mix_items
-        self.steps_per_epoch = max(1, num_scenes // self.main_items)
         self._perms: dict[tuple[int, int], np.ndarray] = {}
 
     def _permutation(self, stream: int, epoch: int, num_scenes: int, items: int) -> np.ndarray:
@@ -536,9 +535,9 @@ SCENE_FIELDS = ("voxels",)
 def check_fields(path: str | os.PathLike, fields: tuple[str, ...], model: str) -> None:
     """Raise `DatasetError` naming the file, each missing field and the fix, if `path` lacks any of `fields`.
 
-    A field counts as present when the file holds the dataset (`mask` also when it holds `instance`, whose
-    non-zero ids are the mask of a rendered file) (the `fields` attribute lists what the generator
-    recorded; the datasets themselves are what is read).
+    A field counts as present when the file holds the dataset (the `fields` attribute lists what the generator
+    recorded; the datasets themselves are what is read); `mask` also counts when the file holds `instance`, whose
+    non-zero ids are a rendered file's mask.
     """
     path = Path(path)
     try:
